@@ -1,0 +1,1 @@
+"""Contact and caller-identity service."""

@@ -1,0 +1,1 @@
+"""Infrastructure: MongoDB repositories and indexes, Kafka publishers."""

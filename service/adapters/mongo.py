@@ -1,0 +1,280 @@
+"""MongoDB adapters (PyMongo's async API) for the contact store, address claims and command log.
+
+Every hot read is an exact ``_id`` match: the only filter every MongoDB-wire store answers from an
+index (FerretDB's SQLite backend pushes down nothing else). Claims and log entries therefore carry
+composite string keys; other indexes serve MongoDB where lists and CRM lookups need them.
+"""
+
+import asyncio
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from service.domain.model import Address, Contact, Email, PhoneNumber
+from service.service_layer.ports import Claim, LoggedOutcome, Outcome, StoredContact
+
+Doc = dict[str, Any]
+
+CONTACTS = "contacts"
+ADDRESSES = "contact_addresses"
+COMMAND_LOG = "processed_commands"
+
+
+def _key(*parts: str) -> str:
+    """An unambiguous composite key (JSON array), whatever characters the parts hold."""
+    return json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
+
+
+def _ts(value: datetime | None) -> str | None:
+    # Fixed-width UTC strings sort like the instants they name and keep microseconds (BSON dates don't).
+    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def _req_dt(value: str) -> datetime:
+    parsed = _dt(value)
+    assert parsed is not None
+    return parsed
+
+
+# --- documents ---
+
+
+def contact_to_doc(contact: Contact, outcome: Outcome | None) -> Doc:
+    return {
+        "_id": contact.id,
+        "customer_id": contact.customer_id,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "display_name": contact.display_name,
+        "company": contact.company,
+        "job_title": contact.job_title,
+        "notes": contact.notes,
+        "source": contact.source,
+        "external_id": contact.external_id,
+        "phone_numbers": [
+            {
+                "id": p.id,
+                "number": p.number,
+                "number_e164": p.number_e164,
+                "extension": p.extension,
+                "type": p.type,
+                "is_primary": p.is_primary,
+                "tm_create": _ts(p.tm_create),
+            }
+            for p in contact.phone_numbers
+        ],
+        "emails": [
+            {"id": e.id, "address": e.address_value, "type": e.type, "is_primary": e.is_primary, "tm_create": _ts(e.tm_create)}
+            for e in contact.emails
+        ],
+        "tag_ids": list(contact.tag_ids),
+        "tm_create": _ts(contact.tm_create),
+        "tm_update": _ts(contact.tm_update),
+        "tm_delete": _ts(contact.tm_delete),
+        "version": contact.version,
+        "last_outcome": outcome_to_doc(outcome) if outcome else None,
+    }
+
+
+def contact_from_doc(doc: Doc) -> Contact:
+    return Contact(
+        id=doc["_id"],
+        customer_id=doc["customer_id"],
+        source=doc["source"],
+        tm_create=_req_dt(doc["tm_create"]),
+        first_name=doc.get("first_name", ""),
+        last_name=doc.get("last_name", ""),
+        display_name=doc.get("display_name", ""),
+        company=doc.get("company", ""),
+        job_title=doc.get("job_title", ""),
+        notes=doc.get("notes", ""),
+        external_id=doc.get("external_id", ""),
+        phone_numbers=[
+            PhoneNumber(
+                p["id"], p["number"], p["number_e164"], p["type"], p["is_primary"], _req_dt(p["tm_create"]), p.get("extension", "")
+            )
+            for p in doc.get("phone_numbers", [])
+        ],
+        emails=[
+            Email(e["id"], e["address"], e["type"], e["is_primary"], _req_dt(e["tm_create"])) for e in doc.get("emails", [])
+        ],
+        tag_ids=list(doc.get("tag_ids", [])),
+        tm_update=_dt(doc.get("tm_update")),
+        tm_delete=_dt(doc.get("tm_delete")),
+        version=doc.get("version", 1),
+    )
+
+
+def outcome_to_doc(outcome: Outcome) -> Doc:
+    return {
+        "customer_id": outcome.customer_id,
+        "command_id": outcome.command_id,
+        "command_type": outcome.command_type,
+        "reply": outcome.reply,
+        "events": outcome.events,
+    }
+
+
+def outcome_from_doc(doc: Doc) -> Outcome:
+    return Outcome(
+        customer_id=doc["customer_id"],
+        command_id=doc["command_id"],
+        command_type=doc["command_type"],
+        reply=doc["reply"],
+        events=list(doc.get("events", [])),
+    )
+
+
+def _stored(doc: Doc) -> StoredContact:
+    last = doc.get("last_outcome")
+    return StoredContact(contact=contact_from_doc(doc), last_outcome=outcome_from_doc(last) if last else None)
+
+
+# --- repositories ---
+
+
+class MongoContactRepository:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._contacts: AsyncCollection[Doc] = db[CONTACTS]
+
+    async def get(self, *, customer_id: str, contact_id: str) -> StoredContact | None:
+        doc = await self._contacts.find_one({"_id": contact_id, "customer_id": customer_id})
+        return None if doc is None else _stored(doc)
+
+    async def get_many(self, *, customer_id: str, contact_ids: Sequence[str]) -> dict[str, StoredContact]:
+        # Concurrent point reads rather than $in: an exact _id match is indexed on every store.
+        found = await asyncio.gather(*(self.get(customer_id=customer_id, contact_id=i) for i in contact_ids))
+        return {s.contact.id: s for s in found if s is not None}
+
+    async def insert(self, *, contact: Contact, outcome: Outcome) -> bool:
+        try:
+            await self._contacts.insert_one(contact_to_doc(contact, outcome))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def replace(self, *, contact: Contact, expected_version: int, outcome: Outcome) -> bool:
+        result = await self._contacts.replace_one(
+            {"_id": contact.id, "customer_id": contact.customer_id, "version": expected_version},
+            contact_to_doc(contact, outcome),
+        )
+        return result.matched_count == 1
+
+    async def list_active(
+        self, *, customer_id: str, limit: int, after: tuple[datetime, str] | None
+    ) -> list[Contact]:
+        query: Doc = {"customer_id": customer_id, "tm_delete": None}
+        if after is not None:
+            stamp, last_id = _ts(after[0]), after[1]
+            query["$or"] = [{"tm_create": {"$lt": stamp}}, {"tm_create": stamp, "_id": {"$lt": last_id}}]
+        cursor = self._contacts.find(query, sort=[("tm_create", DESCENDING), ("_id", DESCENDING)], limit=limit)
+        return [contact_from_doc(doc) async for doc in cursor]
+
+
+class MongoAddressBook:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._claims: AsyncCollection[Doc] = db[ADDRESSES]
+
+    @staticmethod
+    def _id(customer_id: str, address: Address) -> str:
+        return _key(customer_id, address.kind, address.value)
+
+    async def owner(self, *, customer_id: str, address: Address) -> Claim | None:
+        doc = await self._claims.find_one({"_id": self._id(customer_id, address)})
+        return None if doc is None else Claim(doc["contact_id"], doc["claimed_at"])
+
+    async def owners(self, *, customer_id: str, addresses: Sequence[Address]) -> dict[Address, Claim]:
+        found = await asyncio.gather(*(self.owner(customer_id=customer_id, address=a) for a in addresses))
+        return {a: c for a, c in zip(addresses, found, strict=True) if c is not None}
+
+    async def claim(self, *, customer_id: str, address: Address, contact_id: str, now: datetime) -> Claim | None:
+        doc = {
+            "_id": self._id(customer_id, address),
+            "customer_id": customer_id,
+            "kind": address.kind,
+            "value": address.value,
+            "contact_id": contact_id,
+            "claimed_at": now,
+        }
+        try:
+            await self._claims.insert_one(doc)
+        except DuplicateKeyError:
+            existing = await self.owner(customer_id=customer_id, address=address)
+            # Released between our insert and our read: report it taken; the caller retries.
+            return existing or Claim("", now)
+        return None
+
+    async def take_over(
+        self, *, customer_id: str, address: Address, stale: Claim, contact_id: str, now: datetime
+    ) -> bool:
+        result = await self._claims.update_one(
+            {"_id": self._id(customer_id, address), "contact_id": stale.contact_id, "claimed_at": stale.claimed_at},
+            {"$set": {"contact_id": contact_id, "claimed_at": now}},
+        )
+        return result.modified_count == 1
+
+    async def release(self, *, customer_id: str, address: Address, contact_id: str) -> None:
+        await self._claims.delete_one({"_id": self._id(customer_id, address), "contact_id": contact_id})
+
+
+class MongoCommandLog:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._log: AsyncCollection[Doc] = db[COMMAND_LOG]
+
+    async def get(self, *, customer_id: str, command_id: str) -> LoggedOutcome | None:
+        doc = await self._log.find_one({"_id": _key(customer_id, command_id)})
+        return None if doc is None else LoggedOutcome(outcome_from_doc(doc), bool(doc.get("published")))
+
+    async def record(self, *, outcome: Outcome) -> None:
+        await self._log.update_one(
+            {"_id": _key(outcome.customer_id, outcome.command_id)},
+            {"$setOnInsert": {**outcome_to_doc(outcome), "published": False, "tm_create": datetime.now(UTC)}},
+            upsert=True,
+        )
+
+    async def mark_published(self, *, customer_id: str, command_id: str) -> None:
+        await self._log.update_one({"_id": _key(customer_id, command_id)}, {"$set": {"published": True}})
+
+
+# --- setup ---
+
+INDEXES: dict[str, list[IndexModel]] = {
+    CONTACTS: [
+        # List: newest first within a customer (MongoDB uses it; FerretDB scans, lists are not hot).
+        IndexModel([("customer_id", ASCENDING), ("tm_delete", ASCENDING), ("tm_create", DESCENDING), ("_id", DESCENDING)], name="customer_list"),
+        IndexModel([("customer_id", ASCENDING), ("external_id", ASCENDING)], name="customer_external_id"),
+        # Diagnostics and ad-hoc queries by E.164 / email; lookups go through the claims' _id.
+        IndexModel([("customer_id", ASCENDING), ("phone_numbers.number_e164", ASCENDING)], name="customer_e164"),
+        IndexModel([("customer_id", ASCENDING), ("emails.address", ASCENDING)], name="customer_email"),
+    ],
+    ADDRESSES: [IndexModel([("contact_id", ASCENDING)], name="contact")],
+    COMMAND_LOG: [],
+}
+
+
+async def ensure_schema(db: AsyncDatabase[Doc]) -> None:
+    """Create collections and indexes; harmless to run again (same names, same keys)."""
+    existing = set(await db.list_collection_names())
+    for name, indexes in INDEXES.items():
+        if name not in existing:
+            try:
+                await db.create_collection(name)
+            except Exception as exc:  # another instance created it first
+                if "already exists" not in str(exc).lower():
+                    raise
+        if indexes:
+            await db[name].create_indexes(indexes)
+
+
+def make_client(url: str, *, timeout_ms: int = 5000) -> AsyncMongoClient[Doc]:
+    return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, appname="contact-service")

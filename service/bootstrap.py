@@ -1,0 +1,168 @@
+"""The composition root: the one place that picks concrete classes and wires them together."""
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream import FastStream
+from faststream.kafka import KafkaBroker, KafkaRouter
+from faststream.specification import AsyncAPI
+from pymongo import AsyncMongoClient
+
+from contracts import topics
+from contracts.events import ContactEvent
+from service.adapters.kafka import KafkaEventPublisher
+from service.adapters.mongo import (
+    MongoAddressBook,
+    MongoCommandLog,
+    MongoContactRepository,
+    ensure_schema,
+    make_client,
+)
+from service.config import Settings
+from service.entrypoints import commands, lookups, queries
+from service.entrypoints.health import HealthServer
+from service.entrypoints.messaging import DeadLetters, FailurePolicy, Replier
+from service.service_layer.context import Services
+
+log = logging.getLogger("contact_service")
+
+DESCRIPTION = """\
+The address book behind calls and messages. Contacts with several phone numbers (normalized to
+E.164), emails, tags, source and external CRM id; lookup by phone or email for caller identity;
+soft delete; pagination. Commands are applied exactly once per command_id and announced as
+contact-changed events keyed by contact id. Requests carrying reply_to (+ correlation_id) are
+answered on that topic. Bad input is answered with an error reply, or dead-lettered with the
+reason in headers when no reply was asked for."""
+
+
+class UtcClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass
+class Application:
+    """Everything started and stopped together: the FastStream app and what it depends on."""
+
+    app: FastStream
+    broker: KafkaBroker
+    mongo: AsyncMongoClient[dict[str, Any]]
+    services: Services
+    health: HealthServer
+    settings: Settings
+
+
+def build(settings: Settings | None = None) -> Application:
+    settings = settings or Settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        client_id="contact-service",
+        description="Kafka cluster carrying contact commands, queries, lookups and events.",
+    )
+    mongo = make_client(settings.mongodb_url)
+    db = mongo[settings.mongodb_database]
+
+    router = KafkaRouter()
+    events = router.publisher(
+        settings.topic(topics.EVENTS),
+        title="contact-events",
+        description=(
+            "contact.created / contact.updated / contact.deleted: the whole contact after the change, "
+            "changed_fields, a per-contact version, the cause (command id and type) and an event_id to "
+            "dedupe on. Keyed by contact id; headers event_type and event_id."
+        ),
+        schema=ContactEvent,
+    )
+    dead_letter_publisher = router.publisher(
+        settings.topic(topics.DEAD_LETTERS),
+        title="contact-dead-letters",
+        description=(
+            "Messages that could not be parsed or applied, value unchanged, with headers dlq_reason "
+            "(an ErrorCode), dlq_message, dlq_field and dlq_source_topic/partition/offset."
+        ),
+        schema=bytes,
+    )
+    services = Services(
+        contacts=MongoContactRepository(db),
+        addresses=MongoAddressBook(db),
+        log=MongoCommandLog(db),
+        events=KafkaEventPublisher(events),
+        clock=UtcClock(),
+        default_region=settings.default_region,
+        claim_grace=timedelta(seconds=settings.claim_grace_seconds),
+    )
+    replier = Replier(broker)
+    policy = FailurePolicy(
+        replier=replier,
+        dead_letters=DeadLetters(dead_letter_publisher),
+        backoff_max=settings.retry_backoff_max_seconds,
+        max_attempts=settings.max_delivery_attempts,
+    )
+    for module in (commands, queries, lookups):
+        module_router = KafkaRouter(middlewares=[policy])
+        module.build_router(settings=settings, svc=services, replier=replier, router=module_router)
+        router.include_router(module_router)
+    broker.include_router(router)
+
+    async def mongo_ready() -> bool:
+        await mongo.admin.command("ping")
+        return True
+
+    async def broker_ready() -> bool:
+        return await broker.ping(timeout=2)
+
+    health = HealthServer(
+        host=settings.health_host, port=settings.health_port, checks={"broker": broker_ready, "store": mongo_ready}
+    )
+
+    async def on_startup() -> None:
+        await ensure_schema(db)
+        await ensure_topics(settings)
+        await health.start()
+
+    async def after_startup() -> None:
+        log.info("contact-service ready; health on http://%s:%d/readyz", settings.health_host, health.port)
+
+    async def on_shutdown() -> None:
+        await health.stop()
+
+    async def after_shutdown() -> None:
+        await mongo.close()
+
+    app = FastStream(
+        broker,
+        on_startup=[on_startup],
+        after_startup=[after_startup],
+        on_shutdown=[on_shutdown],
+        after_shutdown=[after_shutdown],
+        specification=AsyncAPI(title="contact-service", version="1.0.0", description=DESCRIPTION),
+    )
+    return Application(app=app, broker=broker, mongo=mongo, services=services, health=health, settings=settings)
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create the service's topics with the configured partitions; existing topics are left alone."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="contact-service-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, settings.topic_partitions, settings.topic_replication_factor)
+            for name in settings.all_topics()
+            if name not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()

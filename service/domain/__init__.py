@@ -1,0 +1,1 @@
+"""Contacts, addresses and normalization rules. Pure Python: no I/O, no wire models."""

@@ -1,0 +1,41 @@
+"""Phone and email normalization: the keys lookups match on."""
+
+import re
+
+import phonenumbers
+
+from service.domain.errors import InvalidArgument
+
+# Deliberately permissive (RFC 5322 is larger than any regex); rejects what cannot be an address.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+
+
+def normalize_phone(
+    number: str, *, region: str | None, default_region: str, field: str
+) -> tuple[str, str]:
+    """Return (E.164 without extension, extension) or raise InvalidArgument naming ``field``.
+
+    "Possible" numbers are accepted, not only "valid" ones: number plans change faster than
+    libphonenumber's metadata, and the seed's +1555... examples must work.
+    """
+    hint = (region or default_region).upper()
+    try:
+        parsed = phonenumbers.parse(number, hint)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidArgument(f"not a phone number: {number!r} ({exc})", field=field) from exc
+    if not phonenumbers.is_possible_number(parsed):
+        raise InvalidArgument(f"not a possible phone number: {number!r}", field=field)
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return e164, parsed.extension or ""
+
+
+def normalize_email(address: str, *, field: str) -> str:
+    """Lowercase the whole address (stored and matched that way) or raise InvalidArgument."""
+    cleaned = address.strip().lower()
+    if len(cleaned) > 254 or not _EMAIL.match(cleaned):
+        raise InvalidArgument(f"not an email address: {address!r}", field=field)
+    return cleaned
+
+
+def is_valid_region(region: str) -> bool:
+    return region.upper() in phonenumbers.SUPPORTED_REGIONS

@@ -1,0 +1,1 @@
+"""FastStream routers: parse, call the handler, reply or publish. Thin by design."""

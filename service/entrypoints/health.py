@@ -1,0 +1,60 @@
+"""A tiny HTTP listener for orchestrators: /healthz (process up) and /readyz (broker and store answer)."""
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+
+Check = Callable[[], Awaitable[bool]]
+
+
+class HealthServer:
+    def __init__(self, *, host: str, port: int, checks: dict[str, Check]) -> None:
+        self._host, self._port, self._checks = host, port, checks
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self._host, self._port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def readiness(self) -> dict[str, bool]:
+        results = await asyncio.gather(*(_safe(check) for check in self._checks.values()))
+        return dict(zip(self._checks, results, strict=True))
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request_line = (await asyncio.wait_for(reader.readline(), 5)).decode("latin-1").split()
+            path = request_line[1] if len(request_line) > 1 else "/"
+            if path == "/healthz":
+                status, body = 200, {"status": "alive"}
+            elif path == "/readyz":
+                checks = await self.readiness()
+                status, body = (200 if all(checks.values()) else 503), {"ready": all(checks.values()), **checks}
+            else:
+                status, body = 404, {"error": "not found"}
+            payload = json.dumps(body).encode()
+            reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
+            writer.write(
+                f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload
+            )
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+async def _safe(check: Check) -> bool:
+    try:
+        return await asyncio.wait_for(check(), 3)
+    except Exception:
+        return False

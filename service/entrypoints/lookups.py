@@ -1,0 +1,36 @@
+"""Caller identity: "who is calling?" by phone, email or a batch of phones, over request/reply."""
+
+from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+
+from contracts import queries as q
+from contracts import topics
+from contracts.replies import BatchLookupReply, ContactReply
+from service.config import Settings
+from service.entrypoints.messaging import Replier
+from service.service_layer import queries
+from service.service_layer.context import Services
+
+
+def build_router(*, settings: Settings, svc: Services, replier: Replier, router: KafkaRouter) -> None:
+    @router.subscriber(
+        settings.topic(topics.LOOKUPS),
+        group_id=f"{settings.consumer_group}.lookups",
+        auto_offset_reset="latest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        no_reply=True,
+        title="contact-lookups",
+        description=(
+            "lookup_contact by phone (any accepted format, normalized to E.164) or email (any case), "
+            "and batch_lookup_contacts for up to 100 phones. Answered with ContactReply or "
+            "BatchLookupReply: the asking customer's active contact, or CONTACT_NOT_FOUND."
+        ),
+    )
+    async def on_lookup(query: q.LookupQuery, message: KafkaMessage) -> None:
+        reply: ContactReply | BatchLookupReply
+        if isinstance(query, q.LookupContact):
+            reply = await queries.lookup_contact(query, svc=svc)
+        else:
+            reply = await queries.batch_lookup_contacts(query, svc=svc)
+        await replier.reply(message.raw_message, reply)  # type: ignore[arg-type]

@@ -1,0 +1,36 @@
+"""Get and list, answered over request/reply."""
+
+from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+
+from contracts import queries as q
+from contracts import topics
+from contracts.replies import ContactListReply, ContactReply
+from service.config import Settings
+from service.entrypoints.messaging import Replier
+from service.service_layer import queries
+from service.service_layer.context import Services
+
+
+def build_router(*, settings: Settings, svc: Services, replier: Replier, router: KafkaRouter) -> None:
+    @router.subscriber(
+        settings.topic(topics.QUERIES),
+        group_id=f"{settings.consumer_group}.queries",
+        auto_offset_reset="latest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        no_reply=True,
+        title="contact-queries",
+        description=(
+            "get_contact and list_contacts (newest first, page_size <= 100, opaque page_token). "
+            "Answered with ContactReply or ContactListReply on reply_to; soft-deleted contacts "
+            "are never returned."
+        ),
+    )
+    async def on_query(query: q.ContactQuery, message: KafkaMessage) -> None:
+        reply: ContactReply | ContactListReply
+        if isinstance(query, q.GetContact):
+            reply = await queries.get_contact(query, svc=svc)
+        else:
+            reply = await queries.list_contacts(query, svc=svc)
+        await replier.reply(message.raw_message, reply)  # type: ignore[arg-type]

@@ -1,0 +1,31 @@
+"""Entry point: ``contact-service`` (or ``faststream run service.main:app``)."""
+
+import asyncio
+import sys
+
+from pydantic import ValidationError
+
+from service.bootstrap import build
+from service.config import Settings
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()]
+        sys.exit("contact-service: invalid settings:\n" + "\n".join(lines))
+
+
+def create_app():  # type: ignore[no-untyped-def]
+    """App factory for ``faststream run service.main:create_app --factory``."""
+    return build(load_settings()).app
+
+
+def run() -> None:
+    """Run until SIGINT/SIGTERM; FastStream drains in-flight messages before stopping."""
+    asyncio.run(build(load_settings()).app.run())
+
+
+if __name__ == "__main__":
+    run()

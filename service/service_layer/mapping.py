@@ -1,0 +1,97 @@
+"""Between the domain's dataclasses and the wire's pydantic models."""
+
+import uuid
+
+from contracts import models as wire
+from contracts.errors import Error, ErrorCode
+from service.domain.errors import DomainError
+from service.domain.model import Contact, Email, NewEmail, NewPhoneNumber, PhoneNumber
+from service.domain.normalize import normalize_email, normalize_phone
+
+# Fixed namespace: ids derived from (customer, command) are the same on every redelivery.
+_NAMESPACE = uuid.UUID("0b5f6c1e-6a43-4c55-9d0e-2f3a4c0d9e11")
+
+
+def derived_id(*parts: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, "/".join(parts)))
+
+
+class DerivedIds:
+    """Ids for the entries a command creates, the same each time the command is applied."""
+
+    def __init__(self, *seed: str) -> None:
+        self._seed = seed
+        self._n = 0
+
+    def __call__(self) -> str:
+        self._n += 1
+        return derived_id(*self._seed, str(self._n))
+
+
+def to_error(exc: DomainError) -> Error:
+    return Error(code=ErrorCode(exc.code), message=exc.message, field=exc.field)
+
+
+def phone_to_wire(p: PhoneNumber) -> wire.PhoneNumber:
+    return wire.PhoneNumber(
+        id=p.id,
+        number=p.number,
+        number_e164=p.number_e164,
+        extension=p.extension,
+        type=wire.PhoneNumberType(p.type),
+        is_primary=p.is_primary,
+        tm_create=p.tm_create,
+    )
+
+
+def email_to_wire(e: Email) -> wire.Email:
+    return wire.Email(
+        id=e.id,
+        address=e.address_value,
+        type=wire.EmailType(e.type),
+        is_primary=e.is_primary,
+        tm_create=e.tm_create,
+    )
+
+
+def contact_to_wire(c: Contact) -> wire.Contact:
+    return wire.Contact(
+        id=c.id,
+        customer_id=c.customer_id,
+        first_name=c.first_name,
+        last_name=c.last_name,
+        display_name=c.display_name,
+        company=c.company,
+        job_title=c.job_title,
+        notes=c.notes,
+        source=wire.Source(c.source),
+        external_id=c.external_id,
+        phone_numbers=[phone_to_wire(p) for p in c.phone_numbers],
+        emails=[email_to_wire(e) for e in c.emails],
+        tag_ids=list(c.tag_ids),
+        tm_create=c.tm_create,
+        tm_update=c.tm_update,
+        tm_delete=c.tm_delete,
+    )
+
+
+def new_phone(p: wire.PhoneNumberInput, *, default_region: str, field: str) -> NewPhoneNumber:
+    e164, extension = normalize_phone(p.number, region=p.region, default_region=default_region, field=field)
+    return NewPhoneNumber(p.number, e164, extension, p.type.value, p.is_primary)
+
+
+def new_email(e: wire.EmailInput, *, field: str) -> NewEmail:
+    return NewEmail(normalize_email(e.address, field=field), e.type.value, e.is_primary)
+
+
+def scalar_fields(model: wire.ContactInput | wire.ContactPatch) -> dict[str, str]:
+    """The scalar fields a payload actually gave (a patch's absent fields stay absent)."""
+    out: dict[str, str] = {}
+    for name in ("first_name", "last_name", "display_name", "company", "job_title", "notes", "source", "external_id"):
+        if name not in model.model_fields_set and isinstance(model, wire.ContactPatch):
+            continue
+        value = getattr(model, name)
+        if value is None:
+            continue
+        out[name] = value.value if isinstance(value, wire.Source) else value
+    return out

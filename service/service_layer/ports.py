@@ -1,0 +1,102 @@
+"""Ports: the narrow interfaces the service layer needs from infrastructure."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from service.domain.model import Address, Contact
+
+JsonDict = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one command did: the reply to give and the events to publish, in wire (JSON) form.
+
+    Stored twice: inside the contact document, atomically with the change (so a crash right
+    after the write is recovered on redelivery), and in the command log (so any later replay of
+    the command gives the same answer and changes nothing).
+    """
+
+    customer_id: str
+    command_id: str
+    command_type: str
+    reply: JsonDict
+    events: list[JsonDict] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedOutcome:
+    outcome: Outcome
+    published: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoredContact:
+    contact: Contact
+    last_outcome: Outcome | None
+    """The outcome written with the contact's latest change."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Which contact an address was claimed for, and when."""
+
+    contact_id: str
+    claimed_at: datetime
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class ContactRepository(Protocol):
+    async def get(self, *, customer_id: str, contact_id: str) -> StoredContact | None:
+        """Including soft-deleted contacts."""
+
+    async def get_many(self, *, customer_id: str, contact_ids: Sequence[str]) -> dict[str, StoredContact]: ...
+
+    async def insert(self, *, contact: Contact, outcome: Outcome) -> bool:
+        """False when a contact with this id exists already."""
+
+    async def replace(self, *, contact: Contact, expected_version: int, outcome: Outcome) -> bool:
+        """Compare-and-set on the version: False when someone else changed the contact first."""
+
+    async def list_active(
+        self, *, customer_id: str, limit: int, after: tuple[datetime, str] | None
+    ) -> list[Contact]:
+        """Newest first by (tm_create, id); ``after`` is the last (tm_create, id) already seen."""
+
+
+class AddressBook(Protocol):
+    """Claims: at most one contact per (customer, address). Point reads by key on any store."""
+
+    async def owner(self, *, customer_id: str, address: Address) -> Claim | None: ...
+
+    async def owners(self, *, customer_id: str, addresses: Sequence[Address]) -> dict[Address, Claim]: ...
+
+    async def claim(self, *, customer_id: str, address: Address, contact_id: str, now: datetime) -> Claim | None:
+        """Claim a free address; return the existing claim when it is taken (maybe by us)."""
+
+    async def take_over(
+        self, *, customer_id: str, address: Address, stale: Claim, contact_id: str, now: datetime
+    ) -> bool:
+        """Replace a stale claim, only if it is still exactly ``stale``."""
+
+    async def release(self, *, customer_id: str, address: Address, contact_id: str) -> None:
+        """Drop the claim if ``contact_id`` still holds it."""
+
+
+class CommandLog(Protocol):
+    async def get(self, *, customer_id: str, command_id: str) -> LoggedOutcome | None: ...
+
+    async def record(self, *, outcome: Outcome) -> None:
+        """Idempotent: recording the same outcome twice is harmless."""
+
+    async def mark_published(self, *, customer_id: str, command_id: str) -> None: ...
+
+
+class EventPublisher(Protocol):
+    async def publish(self, *, events: Sequence[JsonDict]) -> None:
+        """Return only once every event is durably on the broker."""

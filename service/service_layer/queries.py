@@ -1,0 +1,99 @@
+"""Query handlers: get, list and lookups. Reads only; every read is scoped to the asking customer."""
+
+import base64
+import binascii
+import json
+from datetime import datetime
+
+from contracts import queries as q
+from contracts.errors import Error, ErrorCode
+from contracts.replies import BatchLookupReply, ContactListReply, ContactReply, LookupMatch
+from service.domain.errors import ContactNotFound, DomainError, InvalidArgument
+from service.domain.model import Address
+from service.domain.normalize import normalize_email, normalize_phone
+from service.service_layer import mapping
+from service.service_layer.addresses import resolve
+from service.service_layer.context import Services
+
+
+async def get_contact(query: q.GetContact, *, svc: Services) -> ContactReply:
+    stored = await svc.contacts.get(customer_id=query.customer_id, contact_id=query.contact_id)
+    if stored is None or stored.contact.is_deleted:
+        return _failed(ContactNotFound(f"contact {query.contact_id} not found", field="contact_id"))
+    return ContactReply(result=mapping.contact_to_wire(stored.contact))
+
+
+async def list_contacts(query: q.ListContacts, *, svc: Services) -> ContactListReply:
+    try:
+        after = decode_page_token(query.page_token) if query.page_token else None
+    except InvalidArgument as exc:
+        return ContactListReply(ok=False, error=mapping.to_error(exc))
+    page = await svc.contacts.list_active(customer_id=query.customer_id, limit=query.page_size + 1, after=after)
+    more = len(page) > query.page_size
+    page = page[: query.page_size]
+    token = encode_page_token(page[-1].tm_create, page[-1].id) if more else ""
+    return ContactListReply(result=[mapping.contact_to_wire(c) for c in page], next_page_token=token)
+
+
+def encode_page_token(tm_create: datetime, contact_id: str) -> str:
+    """Opaque to callers; (tm_create, id) so contacts sharing a timestamp are neither skipped nor repeated."""
+    raw = json.dumps([tm_create.isoformat(), contact_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        stamp, contact_id = json.loads(raw)
+        return datetime.fromisoformat(stamp), str(contact_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise InvalidArgument("page_token is not one this service issued", field="page_token") from exc
+
+
+async def lookup_contact(query: q.LookupContact, *, svc: Services) -> ContactReply:
+    try:
+        address = _lookup_address(query, default_region=svc.default_region)
+    except DomainError as exc:
+        return _failed(exc)
+    contact = await resolve(address, customer_id=query.customer_id, svc=svc)
+    if contact is None:
+        return _failed(ContactNotFound(f"no contact with {address.kind} {address.value}", field=address.kind))
+    return ContactReply(result=mapping.contact_to_wire(contact))
+
+
+def _lookup_address(query: q.LookupContact, *, default_region: str) -> Address:
+    if query.phone is not None:
+        e164, _ = normalize_phone(query.phone, region=query.region, default_region=default_region, field="phone")
+        return Address("phone", e164)
+    assert query.email is not None  # the model guarantees exactly one
+    return Address("email", normalize_email(query.email, field="email"))
+
+
+async def batch_lookup_contacts(query: q.BatchLookupContacts, *, svc: Services) -> BatchLookupReply:
+    matches: list[LookupMatch] = []
+    wanted: dict[int, Address] = {}
+    for i, phone in enumerate(query.phones):
+        try:
+            e164, _ = normalize_phone(phone, region=query.region, default_region=svc.default_region, field=f"phones[{i}]")
+        except DomainError as exc:
+            matches.append(LookupMatch(phone=phone, error=mapping.to_error(exc)))
+            continue
+        wanted[i] = Address("phone", e164)
+        matches.append(LookupMatch(phone=phone, number_e164=e164))
+    claims = await svc.addresses.owners(customer_id=query.customer_id, addresses=list(set(wanted.values())))
+    owners = await svc.contacts.get_many(
+        customer_id=query.customer_id, contact_ids=sorted({claim.contact_id for claim in claims.values()})
+    )
+    for i, address in wanted.items():
+        claim = claims.get(address)
+        stored = owners.get(claim.contact_id) if claim else None
+        if stored is not None and stored.contact.holds(address):
+            matches[i] = matches[i].model_copy(update={"result": mapping.contact_to_wire(stored.contact)})
+        else:
+            not_found = Error(code=ErrorCode.CONTACT_NOT_FOUND, message=f"no contact with phone {address.value}", field=f"phones[{i}]")
+            matches[i] = matches[i].model_copy(update={"error": not_found})
+    return BatchLookupReply(result=matches)
+
+
+def _failed(exc: DomainError) -> ContactReply:
+    return ContactReply(ok=False, error=mapping.to_error(exc))

@@ -1,0 +1,123 @@
+"""Hand-written fakes of the service layer's ports: dictionaries, no I/O."""
+
+import copy
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from service.domain.model import Address, Contact
+from service.service_layer.context import Services
+from service.service_layer.ports import Claim, JsonDict, LoggedOutcome, Outcome, StoredContact
+
+
+class FakeClock:
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime(2026, 2, 7, 14, 45, 59, 38962, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+
+
+class FakeContacts:
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[Contact, Outcome | None]] = {}
+
+    async def get(self, *, customer_id: str, contact_id: str) -> StoredContact | None:
+        row = self.rows.get(contact_id)
+        if row is None or row[0].customer_id != customer_id:
+            return None
+        return StoredContact(copy.deepcopy(row[0]), row[1])
+
+    async def get_many(self, *, customer_id: str, contact_ids: Sequence[str]) -> dict[str, StoredContact]:
+        found = {i: await self.get(customer_id=customer_id, contact_id=i) for i in contact_ids}
+        return {i: s for i, s in found.items() if s is not None}
+
+    async def insert(self, *, contact: Contact, outcome: Outcome) -> bool:
+        if contact.id in self.rows:
+            return False
+        self.rows[contact.id] = (copy.deepcopy(contact), outcome)
+        return True
+
+    async def replace(self, *, contact: Contact, expected_version: int, outcome: Outcome) -> bool:
+        row = self.rows.get(contact.id)
+        if row is None or row[0].version != expected_version or row[0].customer_id != contact.customer_id:
+            return False
+        self.rows[contact.id] = (copy.deepcopy(contact), outcome)
+        return True
+
+    async def list_active(self, *, customer_id: str, limit: int, after: tuple[datetime, str] | None) -> list[Contact]:
+        rows = [c for c, _ in self.rows.values() if c.customer_id == customer_id and not c.is_deleted]
+        rows.sort(key=lambda c: (c.tm_create, c.id), reverse=True)
+        if after is not None:
+            rows = [c for c in rows if (c.tm_create, c.id) < after]
+        return [copy.deepcopy(c) for c in rows[:limit]]
+
+
+class FakeAddressBook:
+    def __init__(self) -> None:
+        self.claims: dict[tuple[str, Address], Claim] = {}
+
+    async def owner(self, *, customer_id: str, address: Address) -> Claim | None:
+        return self.claims.get((customer_id, address))
+
+    async def owners(self, *, customer_id: str, addresses: Sequence[Address]) -> dict[Address, Claim]:
+        return {a: c for a in addresses if (c := self.claims.get((customer_id, a))) is not None}
+
+    async def claim(self, *, customer_id: str, address: Address, contact_id: str, now: datetime) -> Claim | None:
+        existing = self.claims.get((customer_id, address))
+        if existing is not None:
+            return existing
+        self.claims[(customer_id, address)] = Claim(contact_id, now)
+        return None
+
+    async def take_over(self, *, customer_id: str, address: Address, stale: Claim, contact_id: str, now: datetime) -> bool:
+        if self.claims.get((customer_id, address)) != stale:
+            return False
+        self.claims[(customer_id, address)] = Claim(contact_id, now)
+        return True
+
+    async def release(self, *, customer_id: str, address: Address, contact_id: str) -> None:
+        claim = self.claims.get((customer_id, address))
+        if claim is not None and claim.contact_id == contact_id:
+            del self.claims[(customer_id, address)]
+
+
+class FakeCommandLog:
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str], LoggedOutcome] = {}
+
+    async def get(self, *, customer_id: str, command_id: str) -> LoggedOutcome | None:
+        return self.entries.get((customer_id, command_id))
+
+    async def record(self, *, outcome: Outcome) -> None:
+        self.entries.setdefault((outcome.customer_id, outcome.command_id), LoggedOutcome(outcome, False))
+
+    async def mark_published(self, *, customer_id: str, command_id: str) -> None:
+        entry = self.entries[(customer_id, command_id)]
+        self.entries[(customer_id, command_id)] = LoggedOutcome(entry.outcome, True)
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.published: list[JsonDict] = []
+        self.fail_next = 0
+
+    async def publish(self, *, events: Sequence[JsonDict]) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ConnectionError("broker unreachable (fake)")
+        self.published.extend(events)
+
+
+def make_services(**overrides: object) -> Services:
+    defaults: dict[str, object] = {
+        "contacts": FakeContacts(),
+        "addresses": FakeAddressBook(),
+        "log": FakeCommandLog(),
+        "events": FakePublisher(),
+        "clock": FakeClock(),
+    }
+    defaults.update(overrides)
+    return Services(**defaults)  # type: ignore[arg-type]
