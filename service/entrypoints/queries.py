@@ -17,7 +17,7 @@ def build_router(*, settings: Settings, svc: Services, replier: Replier, router:
     @router.subscriber(
         settings.topic(topics.QUERIES),
         group_id=f"{settings.consumer_group}.queries",
-        auto_offset_reset="latest",
+        auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         no_reply=True,
         title="contact-queries",
