@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# Local stack without Docker: one KRaft Kafka node + FerretDB (SQLite backend), both on 127.0.0.1.
+#
+#   deploy/local/stack.sh install   fetch Kafka jars (Maven Central) and build FerretDB (Go module proxy)
+#   deploy/local/stack.sh start     install if needed, start both, wait until each really answers
+#   deploy/local/stack.sh stop | status | restart
+#   deploy/local/stack.sh env       print the exports the service and the tests read
+#
+# Settings (environment): STACK_CACHE (downloads/builds, default <repo>/.cache/stack),
+# STACK_RUN_DIR (data, logs, pids; default $STACK_CACHE/run), KAFKA_PORT (9092),
+# KAFKA_CONTROLLER_PORT (9093), FERRETDB_PORT (27017), STACK_WAIT_SECONDS (120),
+# KAFKA_HEAP (-Xms256m -Xmx1g).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+STACK_CACHE="${STACK_CACHE:-$REPO/.cache/stack}"
+STACK_RUN_DIR="${STACK_RUN_DIR:-$STACK_CACHE/run}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+FERRETDB_PORT="${FERRETDB_PORT:-27017}"
+STACK_WAIT_SECONDS="${STACK_WAIT_SECONDS:-120}"
+KAFKA_HEAP="${KAFKA_HEAP:--Xms256m -Xmx1g}"
+
+KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$HERE/kafka/pom.xml")"
+KAFKA_LIBS="$STACK_CACHE/kafka-$KAFKA_VERSION/libs"
+FERRETDB_VERSION="$(awk '/FerretDB\/FerretDB v/ {print $3}' "$HERE/ferretdb/go.mod")"
+FERRETDB_BIN="$STACK_CACHE/ferretdb-$FERRETDB_VERSION/ferretdb-local"
+LOGS="$STACK_RUN_DIR/logs"
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required ($2)"; }
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pid_alive() {
+  local f="$STACK_RUN_DIR/$1.pid"
+  [[ -f "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null
+}
+
+install_kafka() {
+  if [[ -f "$KAFKA_LIBS/.complete" ]]; then return; fi
+  need java "Java 17+"
+  need mvn "Apache Maven"
+  log "fetching Kafka $KAFKA_VERSION jars from Maven Central"
+  rm -rf "$KAFKA_LIBS"
+  mkdir -p "$KAFKA_LIBS"
+  mvn -B -q -f "$HERE/kafka/pom.xml" \
+    -Dmaven.repo.local="$STACK_CACHE/m2" \
+    dependency:copy-dependencies -DoutputDirectory="$KAFKA_LIBS" -DincludeScope=runtime
+  touch "$KAFKA_LIBS/.complete"
+}
+
+install_ferretdb() {
+  if [[ -x "$FERRETDB_BIN" ]]; then return; fi
+  need go "Go 1.24+"
+  log "building FerretDB $FERRETDB_VERSION from the Go module proxy"
+  mkdir -p "$(dirname "$FERRETDB_BIN")"
+  (
+    cd "$HERE/ferretdb"
+    GOPATH="$STACK_CACHE/go" GOMODCACHE="$STACK_CACHE/go/mod" GOCACHE="$STACK_CACHE/go/build" \
+      GOFLAGS=-mod=mod go build -trimpath -o "$FERRETDB_BIN.tmp" .
+  )
+  mv "$FERRETDB_BIN.tmp" "$FERRETDB_BIN"
+}
+
+install() {
+  install_kafka
+  install_ferretdb
+}
+
+kafka_java() {
+  java $KAFKA_HEAP -Dlog4j2.configurationFile="$HERE/kafka/log4j2.properties" \
+    -Dkafka.logs.dir="$LOGS" -cp "$KAFKA_LIBS/*" "$@"
+}
+
+start_kafka() {
+  if pid_alive kafka; then log "kafka already running (pid $(cat "$STACK_RUN_DIR/kafka.pid"))"; return; fi
+  if port_open "$KAFKA_PORT"; then die "port $KAFKA_PORT is taken by another process"; fi
+  local data="$STACK_RUN_DIR/kafka-data" conf="$STACK_RUN_DIR/server.properties"
+  mkdir -p "$data" "$LOGS"
+  sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" -e "s|@KAFKA_CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
+      -e "s|@KAFKA_DATA_DIR@|$data|g" "$HERE/kafka/server.properties.in" >"$conf"
+  if [[ ! -f "$data/meta.properties" ]]; then
+    local cluster_id
+    cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
+    kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$conf" >>"$LOGS/kafka-format.log" 2>&1 \
+      || die "kafka storage format failed, see $LOGS/kafka-format.log"
+  fi
+  log "starting kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT"
+  # shellcheck disable=SC2086  # KAFKA_HEAP holds several JVM flags
+  nohup java $KAFKA_HEAP -Dlog4j2.configurationFile="$HERE/kafka/log4j2.properties" -Dkafka.logs.dir="$LOGS" \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$conf" >>"$LOGS/kafka.log" 2>&1 </dev/null &
+  echo $! >"$STACK_RUN_DIR/kafka.pid"
+}
+
+start_ferretdb() {
+  if pid_alive ferretdb; then log "ferretdb already running (pid $(cat "$STACK_RUN_DIR/ferretdb.pid"))"; return; fi
+  if port_open "$FERRETDB_PORT"; then die "port $FERRETDB_PORT is taken by another process"; fi
+  local data="$STACK_RUN_DIR/ferretdb-data"
+  mkdir -p "$data" "$LOGS"
+  log "starting ferretdb $FERRETDB_VERSION on 127.0.0.1:$FERRETDB_PORT"
+  nohup "$FERRETDB_BIN" -listen-addr "127.0.0.1:$FERRETDB_PORT" -sqlite-url "file:$data/" \
+    >>"$LOGS/ferretdb.log" 2>&1 </dev/null &
+  echo $! >"$STACK_RUN_DIR/ferretdb.pid"
+}
+
+# Kafka answers when a Metadata request lists this broker; a TCP accept alone comes earlier than
+# that. Hand-made request (Metadata v1, no topics) so the check costs no JVM start.
+kafka_ready() {
+  python3 - "$KAFKA_PORT" <<'PY' >/dev/null 2>&1
+import socket, struct, sys
+port = int(sys.argv[1])
+client = b"stack-check"
+body = struct.pack(">hhih", 3, 1, 7, len(client)) + client + struct.pack(">i", 0)
+with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+    s.sendall(struct.pack(">i", len(body)) + body)
+    size = struct.unpack(">i", s.recv(4))[0]
+    data = b""
+    while len(data) < size:
+        chunk = s.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+correlation, brokers = struct.unpack(">ii", data[:8])
+sys.exit(0 if correlation == 7 and brokers >= 1 else 1)
+PY
+}
+
+# FerretDB answers when a `ping` over the wire protocol gets ok:1 back. The handshake is hand-made
+# so the check needs nothing but bash + python3 (always present where the service runs).
+ferretdb_ready() {
+  python3 - "$FERRETDB_PORT" <<'PY' >/dev/null 2>&1
+import socket, struct, sys
+port = int(sys.argv[1])
+# OP_MSG with one body section {ping: 1, $db: "admin"} as hand-encoded BSON.
+def cstr(s): return s.encode() + b"\0"
+body = b"\x10" + cstr("ping") + struct.pack("<i", 1) + b"\x02" + cstr("$db") + struct.pack("<i", 6) + cstr("admin")
+doc = struct.pack("<i", len(body) + 5) + body + b"\0"
+msg = struct.pack("<I", 0) + b"\0" + doc
+header = struct.pack("<iiii", 16 + len(msg), 1, 0, 2013)
+with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+    s.sendall(header + msg)
+    reply = s.recv(65536)
+sys.exit(0 if b"ok" in reply and len(reply) > 21 else 1)
+PY
+}
+
+wait_ready() {
+  local name="$1" check="$2" deadline=$((SECONDS + STACK_WAIT_SECONDS))
+  until "$check"; do
+    if ! pid_alive "$name"; then
+      tail -n 30 "$LOGS/$name.log" >&2 || true
+      die "$name exited during startup, see $LOGS/$name.log"
+    fi
+    if ((SECONDS >= deadline)); then die "$name not ready after ${STACK_WAIT_SECONDS}s, see $LOGS/$name.log"; fi
+    sleep 0.5
+  done
+  log "$name ready"
+}
+
+stop_one() {
+  local name="$1" f="$STACK_RUN_DIR/$1.pid"
+  if ! pid_alive "$name"; then rm -f "$f"; log "$name not running"; return; fi
+  local pid; pid="$(cat "$f")"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  if kill -0 "$pid" 2>/dev/null; then log "$name did not stop in 30s, killing"; kill -KILL "$pid" 2>/dev/null || true; fi
+  rm -f "$f"
+  log "$name stopped"
+}
+
+status() {
+  local rc=0
+  if pid_alive kafka && kafka_ready; then log "kafka: up on 127.0.0.1:$KAFKA_PORT"; else log "kafka: down"; rc=1; fi
+  if pid_alive ferretdb && ferretdb_ready; then log "ferretdb: up on 127.0.0.1:$FERRETDB_PORT"; else log "ferretdb: down"; rc=1; fi
+  return $rc
+}
+
+start() {
+  install
+  local t0=$SECONDS
+  start_ferretdb
+  start_kafka
+  wait_ready ferretdb ferretdb_ready
+  wait_ready kafka kafka_ready
+  log "stack ready in $((SECONDS - t0))s (logs: $LOGS)"
+}
+
+print_env() {
+  echo "export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"
+  echo "export MONGODB_URL=mongodb://127.0.0.1:$FERRETDB_PORT/"
+}
+
+case "${1:-}" in
+  install) install ;;
+  start) start ;;
+  stop) stop_one kafka; stop_one ferretdb ;;
+  restart) stop_one kafka; stop_one ferretdb; start ;;
+  status) status ;;
+  env) print_env ;;
+  *) echo "usage: $0 install|start|stop|restart|status|env" >&2; exit 2 ;;
+esac
