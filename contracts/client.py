@@ -61,19 +61,28 @@ class ContactClient:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.stop()
 
     async def start(self) -> None:
         await self._ensure_reply_topic()
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True, client_id=self._client_id
+            bootstrap_servers=self._bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            client_id=self._client_id,
         )
         await self._producer.start()
         # No consumer group: this instance alone reads its reply topic, from the end.
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, enable_auto_commit=False, client_id=self._client_id, fetch_max_wait_ms=20
+            bootstrap_servers=self._bootstrap,
+            enable_auto_commit=False,
+            client_id=self._client_id,
+            fetch_max_wait_ms=20,
         )
         await self._consumer.start()
         partition = TopicPartition(self.reply_topic, 0)
@@ -118,7 +127,9 @@ class ContactClient:
     async def send(self, topic: str, payload: BaseModel | dict[str, Any], *, key: str | None = None) -> None:
         """Fire and forget (still waits for the broker's ack)."""
         assert self._producer is not None, "start() the client first"
-        await self._producer.send_and_wait(self._prefix + topic, _encode(payload), key=key.encode() if key else None)
+        await self._producer.send_and_wait(
+            self._prefix + topic, _encode(payload), key=key.encode() if key else None
+        )
 
     async def request_raw(
         self,
@@ -142,7 +153,10 @@ class ContactClient:
         ]
         try:
             await self._producer.send_and_wait(
-                self._prefix + topic, value, key=key.encode() if key else None, headers=request_headers
+                self._prefix + topic,
+                value,
+                key=key.encode() if key else None,
+                headers=request_headers,
             )
             return await asyncio.wait_for(future, timeout)
         except TimeoutError as exc:
@@ -151,7 +165,13 @@ class ContactClient:
             self._pending.pop(correlation_id, None)
 
     async def request(
-        self, topic: str, payload: BaseModel | dict[str, Any], reply_type: type[R], *, key: str | None = None, timeout: float = 5.0
+        self,
+        topic: str,
+        payload: BaseModel | dict[str, Any],
+        reply_type: type[R],
+        *,
+        key: str | None = None,
+        timeout: float = 5.0,
     ) -> R:
         raw = await self.request_raw(topic, _encode(payload), key=key, timeout=timeout)
         return reply_type.model_validate_json(raw)
@@ -159,23 +179,33 @@ class ContactClient:
     # --- typed calls ---
 
     async def command(self, command: ContactCommand, *, timeout: float = 10.0) -> ContactReply:
-        return await self.request(topics.COMMANDS, command, ContactReply, key=command.customer_id, timeout=timeout)
+        return await self.request(
+            topics.COMMANDS, command, ContactReply, key=command.customer_id, timeout=timeout
+        )
 
     async def bulk_create(self, command: ContactCommand, *, timeout: float = 60.0) -> BulkCreateReply:
-        return await self.request(topics.COMMANDS, command, BulkCreateReply, key=command.customer_id, timeout=timeout)
+        return await self.request(
+            topics.COMMANDS, command, BulkCreateReply, key=command.customer_id, timeout=timeout
+        )
 
     async def bulk_delete(self, command: ContactCommand, *, timeout: float = 60.0) -> BulkDeleteReply:
-        return await self.request(topics.COMMANDS, command, BulkDeleteReply, key=command.customer_id, timeout=timeout)
+        return await self.request(
+            topics.COMMANDS, command, BulkDeleteReply, key=command.customer_id, timeout=timeout
+        )
 
     async def get(self, customer_id: str, contact_id: str, *, timeout: float = 5.0) -> ContactReply:
         query = q.GetContact(customer_id=customer_id, contact_id=contact_id)
         return await self.request(topics.QUERIES, query, ContactReply, key=customer_id, timeout=timeout)
 
-    async def list(self, customer_id: str, *, page_size: int = 10, page_token: str = "", timeout: float = 5.0) -> ContactListReply:
+    async def list_contacts(
+        self, customer_id: str, *, page_size: int = 10, page_token: str = "", timeout: float = 5.0
+    ) -> ContactListReply:
         query = q.ListContacts(customer_id=customer_id, page_size=page_size, page_token=page_token)
         return await self.request(topics.QUERIES, query, ContactListReply, key=customer_id, timeout=timeout)
 
-    async def lookup_phone(self, customer_id: str, phone: str, *, region: str | None = None, timeout: float = 2.0) -> ContactReply:
+    async def lookup_phone(
+        self, customer_id: str, phone: str, *, region: str | None = None, timeout: float = 2.0
+    ) -> ContactReply:
         query = q.LookupContact(customer_id=customer_id, phone=phone, region=region)
         return await self.request(topics.LOOKUPS, query, ContactReply, key=phone, timeout=timeout)
 
@@ -184,7 +214,12 @@ class ContactClient:
         return await self.request(topics.LOOKUPS, query, ContactReply, key=email.lower(), timeout=timeout)
 
     async def lookup_phones(
-        self, customer_id: str, phones: list[str], *, region: str | None = None, timeout: float = 2.0
+        self,
+        customer_id: str,
+        phones: list[str],
+        *,
+        region: str | None = None,
+        timeout: float = 2.0,
     ) -> BatchLookupReply:
         query = q.BatchLookupContacts(customer_id=customer_id, phones=phones, region=region)
         return await self.request(topics.LOOKUPS, query, BatchLookupReply, key=customer_id, timeout=timeout)

@@ -44,7 +44,5 @@ class ContactDeleted(_ContactEvent):
     type: Literal["contact.deleted"] = "contact.deleted"
 
 
-ContactEvent = Annotated[
-    ContactCreated | ContactUpdated | ContactDeleted, Field(discriminator="type")
-]
+ContactEvent = Annotated[ContactCreated | ContactUpdated | ContactDeleted, Field(discriminator="type")]
 EVENT_ADAPTER: TypeAdapter[ContactEvent] = TypeAdapter(ContactEvent)

@@ -18,9 +18,7 @@ def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-Timestamp = Annotated[
-    datetime, AfterValidator(_to_utc), PlainSerializer(format_timestamp, return_type=str)
-]
+Timestamp = Annotated[datetime, AfterValidator(_to_utc), PlainSerializer(format_timestamp, return_type=str)]
 ShortText = Annotated[str, Field(max_length=256)]
 LongText = Annotated[str, Field(max_length=4096)]
 Identifier = Annotated[str, Field(min_length=1, max_length=128)]

@@ -1,5 +1,6 @@
 """The composition root: the one place that picks concrete classes and wires them together."""
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -120,7 +121,9 @@ def build(settings: Settings | None = None) -> Application:
         return await broker.ping(timeout=2)
 
     health = HealthServer(
-        host=settings.health_host, port=settings.health_port, checks={"broker": broker_ready, "store": mongo_ready}
+        host=settings.health_host,
+        port=settings.health_port,
+        checks={"broker": broker_ready, "store": mongo_ready},
     )
 
     async def on_startup() -> None:
@@ -129,7 +132,11 @@ def build(settings: Settings | None = None) -> Application:
         await health.start()
 
     async def after_startup() -> None:
-        log.info("contact-service ready; health on http://%s:%d/readyz", settings.health_host, health.port)
+        log.info(
+            "contact-service ready; health on http://%s:%d/readyz",
+            settings.health_host,
+            health.port,
+        )
 
     async def on_shutdown() -> None:
         await health.stop()
@@ -145,12 +152,16 @@ def build(settings: Settings | None = None) -> Application:
         after_shutdown=[after_shutdown],
         specification=AsyncAPI(title="contact-service", version="1.0.0", description=DESCRIPTION),
     )
-    return Application(app=app, broker=broker, mongo=mongo, services=services, health=health, settings=settings)
+    return Application(
+        app=app, broker=broker, mongo=mongo, services=services, health=health, settings=settings
+    )
 
 
 async def ensure_topics(settings: Settings) -> None:
     """Create the service's topics with the configured partitions; existing topics are left alone."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="contact-service-admin")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, client_id="contact-service-admin"
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -160,9 +171,7 @@ async def ensure_topics(settings: Settings) -> None:
             if name not in existing
         ]
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()

@@ -12,19 +12,37 @@ from contracts import topics
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
-    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated."
+    )
     mongodb_url: str = Field("mongodb://127.0.0.1:27017/", description="MongoDB connection string.")
     mongodb_database: str = Field("contacts", min_length=1, description="Database holding the collections.")
     consumer_group: str = Field("contact-service", min_length=1, description="Kafka consumer group id.")
-    topic_prefix: str = Field("", description="Prepended to every topic name (isolates environments and tests).")
+    topic_prefix: str = Field(
+        "", description="Prepended to every topic name (isolates environments and tests)."
+    )
     topic_partitions: int = Field(3, ge=1, le=1000, description="Partitions for topics the service creates.")
-    topic_replication_factor: int = Field(1, ge=1, description="Replication factor for topics the service creates.")
-    default_region: str = Field("US", description="Region assumed for phone numbers given without +country code.")
-    claim_grace_seconds: float = Field(30.0, gt=0, description="How long an in-flight address claim is honoured.")
-    retry_backoff_max_seconds: float = Field(5.0, gt=0, description="Longest pause between retries of a failing message.")
-    max_delivery_attempts: int = Field(5, ge=1, description="Attempts before a message failing for an unknown reason is dead-lettered.")
+    topic_replication_factor: int = Field(
+        1, ge=1, description="Replication factor for topics the service creates."
+    )
+    default_region: str = Field(
+        "US", description="Region assumed for phone numbers given without +country code."
+    )
+    claim_grace_seconds: float = Field(
+        30.0, gt=0, description="How long an in-flight address claim is honoured."
+    )
+    retry_backoff_max_seconds: float = Field(
+        5.0, gt=0, description="Longest pause between retries of a failing message."
+    )
+    max_delivery_attempts: int = Field(
+        5,
+        ge=1,
+        description="Attempts before a message failing for an unknown reason is dead-lettered.",
+    )
     health_host: str = Field("127.0.0.1", description="Health/readiness HTTP listener address.")
-    health_port: int = Field(8080, ge=0, le=65535, description="Health/readiness HTTP port (0: pick a free port).")
+    health_port: int = Field(
+        8080, ge=0, le=65535, description="Health/readiness HTTP port (0: pick a free port)."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 
     @field_validator("default_region")

@@ -51,7 +51,10 @@ def endpoints() -> Iterator[Endpoints]:
         from testcontainers.kafka import KafkaContainer  # type: ignore[import-untyped]
         from testcontainers.mongodb import MongoDbContainer  # type: ignore[import-untyped]
 
-        with KafkaContainer("confluentinc/cp-kafka:7.6.1").with_kraft() as k, MongoDbContainer("mongo:7") as m:
+        with (
+            KafkaContainer("confluentinc/cp-kafka:7.6.1").with_kraft() as k,
+            MongoDbContainer("mongo:7") as m,
+        ):
             yield Endpoints(k.get_bootstrap_server(), m.get_connection_url(), "testcontainers")
         return
     was_running = subprocess.run([str(STACK), "status"], capture_output=True).returncode == 0

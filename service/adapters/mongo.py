@@ -74,7 +74,13 @@ def contact_to_doc(contact: Contact, outcome: Outcome | None) -> Doc:
             for p in contact.phone_numbers
         ],
         "emails": [
-            {"id": e.id, "address": e.address_value, "type": e.type, "is_primary": e.is_primary, "tm_create": _ts(e.tm_create)}
+            {
+                "id": e.id,
+                "address": e.address_value,
+                "type": e.type,
+                "is_primary": e.is_primary,
+                "tm_create": _ts(e.tm_create),
+            }
             for e in contact.emails
         ],
         "tag_ids": list(contact.tag_ids),
@@ -101,12 +107,19 @@ def contact_from_doc(doc: Doc) -> Contact:
         external_id=doc.get("external_id", ""),
         phone_numbers=[
             PhoneNumber(
-                p["id"], p["number"], p["number_e164"], p["type"], p["is_primary"], _req_dt(p["tm_create"]), p.get("extension", "")
+                p["id"],
+                p["number"],
+                p["number_e164"],
+                p["type"],
+                p["is_primary"],
+                _req_dt(p["tm_create"]),
+                p.get("extension", ""),
             )
             for p in doc.get("phone_numbers", [])
         ],
         emails=[
-            Email(e["id"], e["address"], e["type"], e["is_primary"], _req_dt(e["tm_create"])) for e in doc.get("emails", [])
+            Email(e["id"], e["address"], e["type"], e["is_primary"], _req_dt(e["tm_create"]))
+            for e in doc.get("emails", [])
         ],
         tag_ids=list(doc.get("tag_ids", [])),
         tm_update=_dt(doc.get("tm_update")),
@@ -176,8 +189,13 @@ class MongoContactRepository:
         query: Doc = {"customer_id": customer_id, "tm_delete": None}
         if after is not None:
             stamp, last_id = _ts(after[0]), after[1]
-            query["$or"] = [{"tm_create": {"$lt": stamp}}, {"tm_create": stamp, "_id": {"$lt": last_id}}]
-        cursor = self._contacts.find(query, sort=[("tm_create", DESCENDING), ("_id", DESCENDING)], limit=limit)
+            query["$or"] = [
+                {"tm_create": {"$lt": stamp}},
+                {"tm_create": stamp, "_id": {"$lt": last_id}},
+            ]
+        cursor = self._contacts.find(
+            query, sort=[("tm_create", DESCENDING), ("_id", DESCENDING)], limit=limit
+        )
         return [contact_from_doc(doc) async for doc in cursor]
 
 
@@ -197,7 +215,9 @@ class MongoAddressBook:
         found = await asyncio.gather(*(self.owner(customer_id=customer_id, address=a) for a in addresses))
         return {a: c for a, c in zip(addresses, found, strict=True) if c is not None}
 
-    async def claim(self, *, customer_id: str, address: Address, contact_id: str, now: datetime) -> Claim | None:
+    async def claim(
+        self, *, customer_id: str, address: Address, contact_id: str, now: datetime
+    ) -> Claim | None:
         doc = {
             "_id": self._id(customer_id, address),
             "customer_id": customer_id,
@@ -218,7 +238,11 @@ class MongoAddressBook:
         self, *, customer_id: str, address: Address, stale: Claim, contact_id: str, now: datetime
     ) -> bool:
         result = await self._claims.update_one(
-            {"_id": self._id(customer_id, address), "contact_id": stale.contact_id, "claimed_at": stale.claimed_at},
+            {
+                "_id": self._id(customer_id, address),
+                "contact_id": stale.contact_id,
+                "claimed_at": stale.claimed_at,
+            },
             {"$set": {"contact_id": contact_id, "claimed_at": now}},
         )
         return result.modified_count == 1
@@ -238,7 +262,13 @@ class MongoCommandLog:
     async def record(self, *, outcome: Outcome) -> None:
         await self._log.update_one(
             {"_id": _key(outcome.customer_id, outcome.command_id)},
-            {"$setOnInsert": {**outcome_to_doc(outcome), "published": False, "tm_create": datetime.now(UTC)}},
+            {
+                "$setOnInsert": {
+                    **outcome_to_doc(outcome),
+                    "published": False,
+                    "tm_create": datetime.now(UTC),
+                }
+            },
             upsert=True,
         )
 
@@ -251,10 +281,21 @@ class MongoCommandLog:
 INDEXES: dict[str, list[IndexModel]] = {
     CONTACTS: [
         # List: newest first within a customer (MongoDB uses it; FerretDB scans, lists are not hot).
-        IndexModel([("customer_id", ASCENDING), ("tm_delete", ASCENDING), ("tm_create", DESCENDING), ("_id", DESCENDING)], name="customer_list"),
+        IndexModel(
+            [
+                ("customer_id", ASCENDING),
+                ("tm_delete", ASCENDING),
+                ("tm_create", DESCENDING),
+                ("_id", DESCENDING),
+            ],
+            name="customer_list",
+        ),
         IndexModel([("customer_id", ASCENDING), ("external_id", ASCENDING)], name="customer_external_id"),
         # Diagnostics and ad-hoc queries by E.164 / email; lookups go through the claims' _id.
-        IndexModel([("customer_id", ASCENDING), ("phone_numbers.number_e164", ASCENDING)], name="customer_e164"),
+        IndexModel(
+            [("customer_id", ASCENDING), ("phone_numbers.number_e164", ASCENDING)],
+            name="customer_e164",
+        ),
         IndexModel([("customer_id", ASCENDING), ("emails.address", ASCENDING)], name="customer_email"),
     ],
     ADDRESSES: [IndexModel([("contact_id", ASCENDING)], name="contact")],
@@ -277,4 +318,6 @@ async def ensure_schema(db: AsyncDatabase[Doc]) -> None:
 
 
 def make_client(url: str, *, timeout_ms: int = 5000) -> AsyncMongoClient[Doc]:
-    return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, appname="contact-service")
+    return AsyncMongoClient(
+        url, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, appname="contact-service"
+    )

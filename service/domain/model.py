@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import Literal, TypeVar
 
 from service.domain.errors import (
-    DomainError,
     AddressAlreadyExists,
+    DomainError,
     EmailNotFound,
     InvalidArgument,
     PhoneNumberNotFound,
@@ -132,7 +132,15 @@ class Contact:
         for i, phone in enumerate(phones):
             contact._ensure_not_held(Address("phone", phone.number_e164), f"phone_numbers[{i}].number")
             contact.phone_numbers.append(
-                PhoneNumber(new_id(), phone.number, phone.number_e164, phone.type, phone.is_primary, now, phone.extension)
+                PhoneNumber(
+                    new_id(),
+                    phone.number,
+                    phone.number_e164,
+                    phone.type,
+                    phone.is_primary,
+                    now,
+                    phone.extension,
+                )
             )
         for i, mail in enumerate(mails):
             contact._ensure_not_held(Address("email", mail.address), f"emails[{i}].address")
@@ -180,7 +188,9 @@ class Contact:
 
     def add_phone_number(self, phone: NewPhoneNumber, *, now: datetime, new_id: IdFactory) -> PhoneNumber:
         self._ensure_not_held(Address("phone", phone.number_e164), "phone_number.number")
-        entry = PhoneNumber(new_id(), phone.number, phone.number_e164, phone.type, False, now, phone.extension)
+        entry = PhoneNumber(
+            new_id(), phone.number, phone.number_e164, phone.type, False, now, phone.extension
+        )
         self.phone_numbers.append(entry)
         if phone.is_primary:
             self._make_primary(self.phone_numbers, entry.id)
@@ -270,29 +280,41 @@ class Contact:
         _at_most_one_primary([e.is_primary for e in emails], "emails")
         changed = self.update_fields(fields)
         old_phones = {p.number_e164: p for p in self.phone_numbers}
-        phones = []
+        phones: list[PhoneNumber] = []
         for i, new in enumerate(phone_numbers):
             if any(p.number_e164 == new.number_e164 for p in phones):
-                raise AddressAlreadyExists(f"phone {new.number_e164} given twice", field=f"phone_numbers[{i}].number")
+                raise AddressAlreadyExists(
+                    f"phone {new.number_e164} given twice", field=f"phone_numbers[{i}].number"
+                )
             old = old_phones.get(new.number_e164)
             phones.append(
                 PhoneNumber(
-                    old.id if old else new_id(), new.number, new.number_e164, new.type, new.is_primary,
-                    old.tm_create if old else now, new.extension,
+                    old.id if old else new_id(),
+                    new.number,
+                    new.number_e164,
+                    new.type,
+                    new.is_primary,
+                    old.tm_create if old else now,
+                    new.extension,
                 )
             )
         if phones != self.phone_numbers:
             self.phone_numbers = phones
             changed.append("phone_numbers")
         old_emails = {e.address_value: e for e in self.emails}
-        mails = []
+        mails: list[Email] = []
         for i, new_mail in enumerate(emails):
             if any(e.address_value == new_mail.address for e in mails):
-                raise AddressAlreadyExists(f"email {new_mail.address} given twice", field=f"emails[{i}].address")
+                raise AddressAlreadyExists(
+                    f"email {new_mail.address} given twice", field=f"emails[{i}].address"
+                )
             old_mail = old_emails.get(new_mail.address)
             mails.append(
                 Email(
-                    old_mail.id if old_mail else new_id(), new_mail.address, new_mail.type, new_mail.is_primary,
+                    old_mail.id if old_mail else new_id(),
+                    new_mail.address,
+                    new_mail.type,
+                    new_mail.is_primary,
                     old_mail.tm_create if old_mail else now,
                 )
             )
@@ -314,13 +336,17 @@ class Contact:
 
     def _ensure_not_held(self, address: Address, field_name: str) -> None:
         if address in self.addresses():
-            raise AddressAlreadyExists(f"{address.kind} {address.value} is already on this contact", field=field_name)
+            raise AddressAlreadyExists(
+                f"{address.kind} {address.value} is already on this contact", field=field_name
+            )
 
     def _make_primary(self, entries: list[PhoneNumber] | list[Email], entry_id: str) -> None:
         for entry in entries:
             entry.is_primary = entry.id == entry_id
 
-    def _set_primary(self, entries: list[PhoneNumber] | list[Email], entry: PhoneNumber | Email, value: bool) -> None:
+    def _set_primary(
+        self, entries: list[PhoneNumber] | list[Email], entry: PhoneNumber | Email, value: bool
+    ) -> None:
         if value:
             self._make_primary(entries, entry.id)  # marking a new primary demotes the old one
         else:
@@ -335,11 +361,8 @@ def _at_most_one_primary(flags: list[bool], field_name: str) -> None:
 _Entry = TypeVar("_Entry", PhoneNumber, Email)
 
 
-def _find(
-    entries: list[_Entry], entry_id: str, error: type[DomainError], field_name: str
-) -> _Entry:
+def _find(entries: list[_Entry], entry_id: str, error: type[DomainError], field_name: str) -> _Entry:
     for entry in entries:
         if entry.id == entry_id:
             return entry
     raise error(f"{field_name} {entry_id} not found on this contact", field=field_name)
-

@@ -10,9 +10,7 @@ from service.domain.errors import InvalidArgument
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
 
-def normalize_phone(
-    number: str, *, region: str | None, default_region: str, field: str
-) -> tuple[str, str]:
+def normalize_phone(number: str, *, region: str | None, default_region: str, field: str) -> tuple[str, str]:
     """Return (E.164 without extension, extension) or raise InvalidArgument naming ``field``.
 
     "Possible" numbers are accepted, not only "valid" ones: number plans change faster than

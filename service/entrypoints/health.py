@@ -33,18 +33,23 @@ class HealthServer:
         try:
             request_line = (await asyncio.wait_for(reader.readline(), 5)).decode("latin-1").split()
             path = request_line[1] if len(request_line) > 1 else "/"
+            body: dict[str, object]
             if path == "/healthz":
                 status, body = 200, {"status": "alive"}
             elif path == "/readyz":
                 checks = await self.readiness()
-                status, body = (200 if all(checks.values()) else 503), {"ready": all(checks.values()), **checks}
+                status, body = (
+                    (200 if all(checks.values()) else 503),
+                    {"ready": all(checks.values()), **checks},
+                )
             else:
                 status, body = 404, {"error": "not found"}
             payload = json.dumps(body).encode()
             reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
             writer.write(
                 f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload
+                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+                + payload
             )
             await writer.drain()
         except (TimeoutError, ConnectionError):

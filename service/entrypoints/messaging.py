@@ -18,7 +18,8 @@ from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaError
 from fast_depends.exceptions import ValidationError as ArgumentsError
 from faststream import BaseMiddleware
-from faststream.kafka import KafkaBroker, KafkaPublisher
+from faststream.kafka import KafkaBroker
+from faststream.kafka.publisher.usecase import DefaultPublisher as KafkaPublisher
 from pydantic import BaseModel, ValidationError
 from pymongo.errors import PyMongoError
 
@@ -28,7 +29,12 @@ from contracts.replies import ErrorReply
 
 log = logging.getLogger("contact_service")
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (PyMongoError, KafkaError, ConnectionError, TimeoutError)
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    PyMongoError,
+    KafkaError,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 def header_map(record: ConsumerRecord[Any, Any]) -> dict[str, bytes]:
@@ -59,7 +65,9 @@ class DeadLetters:
         self._publisher = publisher
 
     async def send(self, record: ConsumerRecord[Any, Any], error: Error) -> None:
-        original = {k: v.decode("utf-8", "replace") for k, v in header_map(record).items() if k != "content-type"}
+        original = {
+            k: v.decode("utf-8", "replace") for k, v in header_map(record).items() if k != "content-type"
+        }
         await self._publisher.publish(
             record.value or b"",
             key=record.key,
@@ -73,10 +81,19 @@ class DeadLetters:
                 h.DLQ_SOURCE_OFFSET: str(record.offset),
             },
         )
-        log.warning("dead-lettered %s[%s]@%s: %s %s", record.topic, record.partition, record.offset, error.code, error.message)
+        log.warning(
+            "dead-lettered %s[%s]@%s: %s %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            error.code,
+            error.message,
+        )
 
 
-async def reject(record: ConsumerRecord[Any, Any], error: Error, *, replier: Replier, dead_letters: DeadLetters) -> None:
+async def reject(
+    record: ConsumerRecord[Any, Any], error: Error, *, replier: Replier, dead_letters: DeadLetters
+) -> None:
     """Answer bad input with an error reply if one was asked for, else dead-letter it."""
     if not await replier.reply(record, ErrorReply(error=error)):
         await dead_letters.send(record, error)
@@ -141,11 +158,11 @@ class _FailureMiddleware(BaseMiddleware):
             policy.attempts.pop(where, None)
             log.exception("giving up on %s after %d attempts", where, attempt, exc_info=exc_val)
             await policy.dead_letters.send(
-                record, Error(code=ErrorCode.PROCESSING_FAILED, message=f"could not be applied: {exc_val!r}")
+                record,
+                Error(code=ErrorCode.PROCESSING_FAILED, message=f"could not be applied: {exc_val!r}"),
             )
             return True
         delay = min(policy.backoff_max, 0.1 * 2 ** min(attempt, 10))
         log.warning("attempt %d on %s failed (%r); retrying in %.1fs", attempt, where, exc_val, delay)
         await asyncio.sleep(delay)
         return False  # not handled: the message is nacked and redelivered
-

@@ -26,7 +26,8 @@ async def claim_addresses(
         for address, field in wanted:
             if not await _claim_one(address, customer_id=customer_id, contact_id=contact_id, svc=svc):
                 raise AddressAlreadyExists(
-                    f"{address.kind} {address.value} already belongs to another contact", field=field
+                    f"{address.kind} {address.value} already belongs to another contact",
+                    field=field,
                 )
             taken.append(address)
     except BaseException:
@@ -38,7 +39,9 @@ async def claim_addresses(
 async def _claim_one(address: Address, *, customer_id: str, contact_id: str, svc: Services) -> bool:
     for _ in range(3):
         now = svc.clock.now()
-        existing = await svc.addresses.claim(customer_id=customer_id, address=address, contact_id=contact_id, now=now)
+        existing = await svc.addresses.claim(
+            customer_id=customer_id, address=address, contact_id=contact_id, now=now
+        )
         if existing is None or existing.contact_id == contact_id:
             return True
         if not await _is_stale(existing, address, customer_id=customer_id, svc=svc):
@@ -60,7 +63,9 @@ async def _is_stale(claim: Claim, address: Address, *, customer_id: str, svc: Se
     return svc.clock.now() - claim.claimed_at > svc.claim_grace
 
 
-async def release_addresses(addresses: set[Address], *, customer_id: str, contact_id: str, svc: Services) -> None:
+async def release_addresses(
+    addresses: set[Address], *, customer_id: str, contact_id: str, svc: Services
+) -> None:
     for address in sorted(addresses, key=lambda a: (a.kind, a.value)):
         await svc.addresses.release(customer_id=customer_id, address=address, contact_id=contact_id)
 

@@ -28,7 +28,11 @@ from service.service_layer.ports import JsonDict, Outcome
 def validation_error(exc: ValidationError, *, prefix: str) -> Error:
     first = exc.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
-    return Error(code=ErrorCode.INVALID_ARGUMENT, message=first["msg"], field=f"{prefix}.{loc}" if loc else prefix)
+    return Error(
+        code=ErrorCode.INVALID_ARGUMENT,
+        message=first["msg"],
+        field=f"{prefix}.{loc}" if loc else prefix,
+    )
 
 
 async def bulk_create_contacts(command: c.BulkCreateContacts, svc: Services) -> Outcome:
@@ -38,7 +42,13 @@ async def bulk_create_contacts(command: c.BulkCreateContacts, svc: Services) -> 
         try:
             contact_input = ContactInput.model_validate(raw)
         except ValidationError as exc:
-            items.append(BulkItemResult(index=index, status="failed", error=validation_error(exc, prefix=f"contacts[{index}]")))
+            items.append(
+                BulkItemResult(
+                    index=index,
+                    status="failed",
+                    error=validation_error(exc, prefix=f"contacts[{index}]"),
+                )
+            )
             continue
         for _ in range(5):
             try:
@@ -75,15 +85,25 @@ async def _upsert_item(
     new_id = mapping.derived_id("contact", customer_id, item_command_id)
     target = None
     if contact_input.external_id:
-        target = await resolve(Address("external", contact_input.external_id), customer_id=customer_id, svc=svc)
+        target = await resolve(
+            Address("external", contact_input.external_id), customer_id=customer_id, svc=svc
+        )
     stored = await svc.contacts.get(customer_id=customer_id, contact_id=target.id if target else new_id)
-    if stored is not None and stored.last_outcome is not None and stored.last_outcome.command_id == item_command_id:
+    if (
+        stored is not None
+        and stored.last_outcome is not None
+        and stored.last_outcome.command_id == item_command_id
+    ):
         return BulkItemResult.model_validate(stored.last_outcome.reply), stored.last_outcome.events
     prefix = f"contacts[{index}]"
     try:
         if stored is None or stored.contact.is_deleted:
             contact, wanted = build_contact(
-                contact_input, contact_id=new_id, customer_id=customer_id, seed=(customer_id, item_command_id), svc=svc
+                contact_input,
+                contact_id=new_id,
+                customer_id=customer_id,
+                seed=(customer_id, item_command_id),
+                svc=svc,
             )
             await claim_addresses(
                 [(a, f.replace("contact.", f"{prefix}.", 1)) for a, f in wanted],
@@ -95,10 +115,15 @@ async def _upsert_item(
         else:
             contact = stored.contact
             before_version, before = contact.version, contact.addresses()
-            _, wanted = build_contact(contact_input, contact_id=contact.id, customer_id=customer_id, seed=(), svc=svc)
+            _, wanted = build_contact(
+                contact_input, contact_id=contact.id, customer_id=customer_id, seed=(), svc=svc
+            )
             changed = contact.replace_state(
                 fields=mapping.scalar_fields(contact_input),
-                phone_numbers=[mapping.new_phone(p, default_region=svc.default_region, field="") for p in contact_input.phone_numbers],
+                phone_numbers=[
+                    mapping.new_phone(p, default_region=svc.default_region, field="")
+                    for p in contact_input.phone_numbers
+                ],
                 emails=[mapping.new_email(e, field="") for e in contact_input.emails],
                 tag_ids=contact_input.tag_ids,
                 now=svc.clock.now(),
@@ -136,7 +161,9 @@ async def _upsert_item(
     )
     if not written:
         raise ConcurrentChange(contact.id)
-    await release_addresses(before - contact.addresses(), customer_id=customer_id, contact_id=contact.id, svc=svc)
+    await release_addresses(
+        before - contact.addresses(), customer_id=customer_id, contact_id=contact.id, svc=svc
+    )
     return item, item_events
 
 
@@ -173,4 +200,3 @@ async def bulk_delete_contacts(command: c.BulkDeleteContacts, svc: Services) -> 
             raise ConcurrentChange(contact_id)
     reply = BulkDeleteReply(deleted=deleted, not_found=not_found)
     return Outcome(customer_id, command.command_id, command.type, reply.model_dump(mode="json"), events)
-

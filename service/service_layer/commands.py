@@ -4,7 +4,7 @@ Each is safe to run again for the same command: ids are derived from the command
 outcome written with the contact is returned as-is when the command turns out to be applied.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from contracts import commands as c
@@ -17,6 +17,7 @@ from service.service_layer import mapping
 from service.service_layer.addresses import claim_addresses, release_addresses
 from service.service_layer.context import Services
 from service.service_layer.ports import JsonDict, Outcome
+
 
 class ConcurrentChange(Exception):
     """Someone else changed the contact between our read and our write: read again and retry."""
@@ -57,7 +58,9 @@ def change_event(
     return event.model_dump(mode="json")
 
 
-def changed_outcome(command: c.ContactCommand, contact: Contact, changed: list[str], *, created: bool = False) -> Outcome:
+def changed_outcome(
+    command: c.ContactCommand, contact: Contact, changed: list[str], *, created: bool = False
+) -> Outcome:
     reply = ContactReply(result=mapping.contact_to_wire(contact)).model_dump(mode="json")
     events = [change_event(command, contact, changed, created=created)] if changed else []
     return _outcome(command, reply, events)
@@ -74,7 +77,9 @@ def build_contact(
         mapping.new_phone(p, default_region=svc.default_region, field=f"contact.phone_numbers[{i}].number")
         for i, p in enumerate(contact_input.phone_numbers)
     ]
-    emails = [mapping.new_email(e, field=f"contact.emails[{i}].address") for i, e in enumerate(contact_input.emails)]
+    emails = [
+        mapping.new_email(e, field=f"contact.emails[{i}].address") for i, e in enumerate(contact_input.emails)
+    ]
     contact = Contact.create(
         id=contact_id,
         customer_id=customer_id,
@@ -85,7 +90,9 @@ def build_contact(
         now=svc.clock.now(),
         new_id=mapping.DerivedIds(*seed),
     )
-    wanted = [(Address("phone", p.number_e164), f"contact.phone_numbers[{i}].number") for i, p in enumerate(phones)]
+    wanted = [
+        (Address("phone", p.number_e164), f"contact.phone_numbers[{i}].number") for i, p in enumerate(phones)
+    ]
     wanted += [(Address("email", e.address), f"contact.emails[{i}].address") for i, e in enumerate(emails)]
     if contact.external_id:
         wanted.append((Address("external", contact.external_id), "contact.external_id"))
@@ -129,7 +136,11 @@ Mutation = Callable[[Contact], list[str]]
 
 async def _mutate(command: Any, svc: Services, mutation: Mutation, *, deleting: bool = False) -> Outcome:
     stored = await svc.contacts.get(customer_id=command.customer_id, contact_id=command.contact_id)
-    if stored is not None and stored.last_outcome is not None and stored.last_outcome.command_id == command.command_id:
+    if (
+        stored is not None
+        and stored.last_outcome is not None
+        and stored.last_outcome.command_id == command.command_id
+    ):
         return stored.last_outcome
     if stored is None or (stored.contact.is_deleted and not deleting):
         return failed(command, ContactNotFound(f"contact {command.contact_id} not found", field="contact_id"))
@@ -153,7 +164,10 @@ async def _mutate(command: Any, svc: Services, mutation: Mutation, *, deleting: 
     if not await svc.contacts.replace(contact=contact, expected_version=before_version, outcome=outcome):
         raise ConcurrentChange(contact.id)
     await release_addresses(
-        before_addresses - contact.addresses(), customer_id=command.customer_id, contact_id=contact.id, svc=svc
+        before_addresses - contact.addresses(),
+        customer_id=command.customer_id,
+        contact_id=contact.id,
+        svc=svc,
     )
     return outcome
 
@@ -182,8 +196,12 @@ async def add_phone_number(command: c.AddPhoneNumber, svc: Services) -> Outcome:
     now = svc.clock.now()
 
     def mutation(contact: Contact) -> list[str]:
-        phone = mapping.new_phone(command.phone_number, default_region=svc.default_region, field="phone_number.number")
-        contact.add_phone_number(phone, now=now, new_id=mapping.DerivedIds(command.customer_id, command.command_id))
+        phone = mapping.new_phone(
+            command.phone_number, default_region=svc.default_region, field="phone_number.number"
+        )
+        contact.add_phone_number(
+            phone, now=now, new_id=mapping.DerivedIds(command.customer_id, command.command_id)
+        )
         return ["phone_numbers"]
 
     return await _mutate(command, svc, mutation)
@@ -196,7 +214,10 @@ async def update_phone_number(command: c.UpdatePhoneNumber, svc: Services) -> Ou
         number = None
         if changes.number is not None:
             e164, ext = normalize_phone(
-                changes.number, region=changes.region, default_region=svc.default_region, field="changes.number"
+                changes.number,
+                region=changes.region,
+                default_region=svc.default_region,
+                field="changes.number",
             )
             number = (changes.number, e164, ext)
         return contact.update_phone_number(

@@ -3,7 +3,13 @@
 from dataclasses import dataclass
 from datetime import timedelta
 
-from service.service_layer.ports import AddressBook, Clock, CommandLog, ContactRepository, EventPublisher
+from service.service_layer.ports import (
+    AddressBook,
+    Clock,
+    CommandLog,
+    ContactRepository,
+    EventPublisher,
+)
 
 
 @dataclass(frozen=True, slots=True)

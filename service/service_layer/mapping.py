@@ -87,7 +87,16 @@ def new_email(e: wire.EmailInput, *, field: str) -> NewEmail:
 def scalar_fields(model: wire.ContactInput | wire.ContactPatch) -> dict[str, str]:
     """The scalar fields a payload actually gave (a patch's absent fields stay absent)."""
     out: dict[str, str] = {}
-    for name in ("first_name", "last_name", "display_name", "company", "job_title", "notes", "source", "external_id"):
+    for name in (
+        "first_name",
+        "last_name",
+        "display_name",
+        "company",
+        "job_title",
+        "notes",
+        "source",
+        "external_id",
+    ):
         if name not in model.model_fields_set and isinstance(model, wire.ContactPatch):
             continue
         value = getattr(model, name)

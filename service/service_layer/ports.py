@@ -76,7 +76,9 @@ class AddressBook(Protocol):
 
     async def owners(self, *, customer_id: str, addresses: Sequence[Address]) -> dict[Address, Claim]: ...
 
-    async def claim(self, *, customer_id: str, address: Address, contact_id: str, now: datetime) -> Claim | None:
+    async def claim(
+        self, *, customer_id: str, address: Address, contact_id: str, now: datetime
+    ) -> Claim | None:
         """Claim a free address; return the existing claim when it is taken (maybe by us)."""
 
     async def take_over(

@@ -28,7 +28,9 @@ async def list_contacts(query: q.ListContacts, *, svc: Services) -> ContactListR
         after = decode_page_token(query.page_token) if query.page_token else None
     except InvalidArgument as exc:
         return ContactListReply(ok=False, error=mapping.to_error(exc))
-    page = await svc.contacts.list_active(customer_id=query.customer_id, limit=query.page_size + 1, after=after)
+    page = await svc.contacts.list_active(
+        customer_id=query.customer_id, limit=query.page_size + 1, after=after
+    )
     more = len(page) > query.page_size
     page = page[: query.page_size]
     token = encode_page_token(page[-1].tm_create, page[-1].id) if more else ""
@@ -63,7 +65,9 @@ async def lookup_contact(query: q.LookupContact, *, svc: Services) -> ContactRep
 
 def _lookup_address(query: q.LookupContact, *, default_region: str) -> Address:
     if query.phone is not None:
-        e164, _ = normalize_phone(query.phone, region=query.region, default_region=default_region, field="phone")
+        e164, _ = normalize_phone(
+            query.phone, region=query.region, default_region=default_region, field="phone"
+        )
         return Address("phone", e164)
     assert query.email is not None  # the model guarantees exactly one
     return Address("email", normalize_email(query.email, field="email"))
@@ -74,7 +78,9 @@ async def batch_lookup_contacts(query: q.BatchLookupContacts, *, svc: Services) 
     wanted: dict[int, Address] = {}
     for i, phone in enumerate(query.phones):
         try:
-            e164, _ = normalize_phone(phone, region=query.region, default_region=svc.default_region, field=f"phones[{i}]")
+            e164, _ = normalize_phone(
+                phone, region=query.region, default_region=svc.default_region, field=f"phones[{i}]"
+            )
         except DomainError as exc:
             matches.append(LookupMatch(phone=phone, error=mapping.to_error(exc)))
             continue
@@ -82,7 +88,8 @@ async def batch_lookup_contacts(query: q.BatchLookupContacts, *, svc: Services) 
         matches.append(LookupMatch(phone=phone, number_e164=e164))
     claims = await svc.addresses.owners(customer_id=query.customer_id, addresses=list(set(wanted.values())))
     owners = await svc.contacts.get_many(
-        customer_id=query.customer_id, contact_ids=sorted({claim.contact_id for claim in claims.values()})
+        customer_id=query.customer_id,
+        contact_ids=sorted({claim.contact_id for claim in claims.values()}),
     )
     for i, address in wanted.items():
         claim = claims.get(address)
@@ -90,7 +97,11 @@ async def batch_lookup_contacts(query: q.BatchLookupContacts, *, svc: Services) 
         if stored is not None and stored.contact.holds(address):
             matches[i] = matches[i].model_copy(update={"result": mapping.contact_to_wire(stored.contact)})
         else:
-            not_found = Error(code=ErrorCode.CONTACT_NOT_FOUND, message=f"no contact with phone {address.value}", field=f"phones[{i}]")
+            not_found = Error(
+                code=ErrorCode.CONTACT_NOT_FOUND,
+                message=f"no contact with phone {address.value}",
+                field=f"phones[{i}]",
+            )
             matches[i] = matches[i].model_copy(update={"error": not_found})
     return BatchLookupReply(result=matches)
 

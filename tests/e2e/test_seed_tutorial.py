@@ -36,11 +36,17 @@ def cid() -> str:
 
 async def test_the_seed_tutorial_end_to_end(running_service: object, client: ContactClient) -> None:
     # Create a contact
-    created = await client.command(c.CreateContact(command_id=cid(), customer_id=CUSTOMER, contact=TUTORIAL_CREATE))  # type: ignore[arg-type]
+    created = await client.command(
+        c.CreateContact(command_id=cid(), customer_id=CUSTOMER, contact=TUTORIAL_CREATE)
+    )  # type: ignore[arg-type]
     assert created.ok, created.error
     contact = created.result
     assert contact is not None
-    assert contact.customer_id == CUSTOMER and contact.display_name == "John Smith" and contact.source == "manual"
+    assert (
+        contact.customer_id == CUSTOMER
+        and contact.display_name == "John Smith"
+        and contact.source == "manual"
+    )
     assert [(p.number, p.number_e164, p.type, p.is_primary) for p in contact.phone_numbers] == [
         ("+15551234567", "+15551234567", "mobile", True),
         ("+15559876543", "+15559876543", "work", False),
@@ -53,7 +59,7 @@ async def test_the_seed_tutorial_end_to_end(running_service: object, client: Con
     contact_id = contact.id
 
     # Get a list of contacts
-    listed = await client.list(CUSTOMER, page_size=10)
+    listed = await client.list_contacts(CUSTOMER, page_size=10)
     assert listed.ok and [r.id for r in listed.result] == [contact_id] and listed.next_page_token == ""
 
     # Get a specific contact
@@ -90,7 +96,9 @@ async def test_the_seed_tutorial_end_to_end(running_service: object, client: Con
     # Add a phone number
     added = await client.command(
         c.AddPhoneNumber(
-            command_id=cid(), customer_id=CUSTOMER, contact_id=contact_id,
+            command_id=cid(),
+            customer_id=CUSTOMER,
+            contact_id=contact_id,
             phone_number={"number": "+15553334444", "type": "home", "is_primary": False},  # type: ignore[arg-type]
         )
     )
@@ -101,7 +109,10 @@ async def test_the_seed_tutorial_end_to_end(running_service: object, client: Con
     # Update a phone number: becoming primary demotes the old primary
     changed = await client.command(
         c.UpdatePhoneNumber(
-            command_id=cid(), customer_id=CUSTOMER, contact_id=contact_id, phone_number_id=home.id,
+            command_id=cid(),
+            customer_id=CUSTOMER,
+            contact_id=contact_id,
+            phone_number_id=home.id,
             changes={"number": "+15553334444", "type": "mobile", "is_primary": True},  # type: ignore[arg-type]
         )
     )
@@ -114,7 +125,9 @@ async def test_the_seed_tutorial_end_to_end(running_service: object, client: Con
 
     # Remove a phone number: it no longer identifies the caller
     removed = await client.command(
-        c.RemovePhoneNumber(command_id=cid(), customer_id=CUSTOMER, contact_id=contact_id, phone_number_id=home.id)
+        c.RemovePhoneNumber(
+            command_id=cid(), customer_id=CUSTOMER, contact_id=contact_id, phone_number_id=home.id
+        )
     )
     assert removed.ok and removed.result is not None and len(removed.result.phone_numbers) == 2
     gone = await client.lookup_phone(CUSTOMER, "+15553334444")
@@ -123,7 +136,9 @@ async def test_the_seed_tutorial_end_to_end(running_service: object, client: Con
     # Add an email address
     added_email = await client.command(
         c.AddEmail(
-            command_id=cid(), customer_id=CUSTOMER, contact_id=contact_id,
+            command_id=cid(),
+            customer_id=CUSTOMER,
+            contact_id=contact_id,
             email={"address": "john.smith@gmail.com", "type": "personal", "is_primary": False},  # type: ignore[arg-type]
         )
     )
@@ -133,7 +148,10 @@ async def test_the_seed_tutorial_end_to_end(running_service: object, client: Con
     # Update an email address: becoming primary demotes the old primary
     made_primary = await client.command(
         c.UpdateEmail(
-            command_id=cid(), customer_id=CUSTOMER, contact_id=contact_id, email_id=personal.id,
+            command_id=cid(),
+            customer_id=CUSTOMER,
+            contact_id=contact_id,
+            email_id=personal.id,
             changes={"address": "john.smith@gmail.com", "type": "personal", "is_primary": True},  # type: ignore[arg-type]
         )
     )
@@ -151,22 +169,40 @@ async def test_the_seed_tutorial_end_to_end(running_service: object, client: Con
     assert [e.address for e in removed_email.result.emails] == ["john@acme.com"]
 
     # Add a tag, then remove one
-    tagged = await client.command(c.AddTag(command_id=cid(), customer_id=CUSTOMER, contact_id=contact_id, tag_id="uuid-for-partner-tag"))
+    tagged = await client.command(
+        c.AddTag(
+            command_id=cid(),
+            customer_id=CUSTOMER,
+            contact_id=contact_id,
+            tag_id="uuid-for-partner-tag",
+        )
+    )
     assert tagged.ok and tagged.result is not None and "uuid-for-partner-tag" in tagged.result.tag_ids
     untagged = await client.command(
-        c.RemoveTag(command_id=cid(), customer_id=CUSTOMER, contact_id=contact_id, tag_id="uuid-for-enterprise-tag")
+        c.RemoveTag(
+            command_id=cid(),
+            customer_id=CUSTOMER,
+            contact_id=contact_id,
+            tag_id="uuid-for-enterprise-tag",
+        )
     )
     assert untagged.ok and untagged.result is not None
     assert untagged.result.tag_ids == ["uuid-for-vip-tag", "uuid-for-partner-tag"]
 
     # Delete a contact: soft delete; it vanishes from get, list and lookup; its numbers are free again
-    deleted = await client.command(c.DeleteContact(command_id=cid(), customer_id=CUSTOMER, contact_id=contact_id))
+    deleted = await client.command(
+        c.DeleteContact(command_id=cid(), customer_id=CUSTOMER, contact_id=contact_id)
+    )
     assert deleted.ok and deleted.result is not None and deleted.result.tm_delete is not None
     assert (await client.get(CUSTOMER, contact_id)).error.code == "CONTACT_NOT_FOUND"  # type: ignore[union-attr]
-    assert (await client.list(CUSTOMER)).result == []
+    assert (await client.list_contacts(CUSTOMER)).result == []
     assert not (await client.lookup_phone(CUSTOMER, "+15551234567")).ok
     assert not (await client.lookup_email(CUSTOMER, "john@acme.com")).ok
-    again = await client.command(c.CreateContact(command_id=cid(), customer_id=CUSTOMER, contact=TUTORIAL_CREATE))  # type: ignore[arg-type]
+    again = await client.command(
+        c.CreateContact(command_id=cid(), customer_id=CUSTOMER, contact=TUTORIAL_CREATE)
+    )  # type: ignore[arg-type]
     assert again.ok and again.result is not None and again.result.id != contact_id
-    twice = await client.command(c.DeleteContact(command_id=cid(), customer_id=CUSTOMER, contact_id=contact_id))
+    twice = await client.command(
+        c.DeleteContact(command_id=cid(), customer_id=CUSTOMER, contact_id=contact_id)
+    )
     assert twice.ok

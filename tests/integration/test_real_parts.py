@@ -25,7 +25,9 @@ async def test_produce_consume_round_trip(endpoints: Endpoints, isolation: tuple
             await producer.send_and_wait(topic, value, key=b"k")
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=endpoints.kafka, auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=endpoints.kafka, auto_offset_reset="earliest", group_id=None
+    )
     await consumer.start()
     try:
         got = [(await asyncio.wait_for(consumer.getone(), 20)).value for _ in sent]
@@ -34,7 +36,9 @@ async def test_produce_consume_round_trip(endpoints: Endpoints, isolation: tuple
     assert got == sent
 
 
-async def test_consumer_group_resumes_after_its_last_committed_offset(endpoints: Endpoints, isolation: tuple[str, str]) -> None:
+async def test_consumer_group_resumes_after_its_last_committed_offset(
+    endpoints: Endpoints, isolation: tuple[str, str]
+) -> None:
     topic, group = f"{isolation[0]}resume", f"{isolation[0]}group"
     producer = AIOKafkaProducer(bootstrap_servers=endpoints.kafka, acks="all")
     await producer.start()
@@ -43,7 +47,11 @@ async def test_consumer_group_resumes_after_its_last_committed_offset(endpoints:
 
     def consumer() -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
-            topic, bootstrap_servers=endpoints.kafka, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
+            topic,
+            bootstrap_servers=endpoints.kafka,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
         )
 
     first = consumer()
@@ -68,8 +76,12 @@ async def test_consumer_group_resumes_after_its_last_committed_offset(endpoints:
     assert committed == 4
 
 
-async def test_store_insert_find_update_and_unique_violation(endpoints: Endpoints, isolation: tuple[str, str]) -> None:
-    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(endpoints.mongodb, serverSelectionTimeoutMS=5000)
+async def test_store_insert_find_update_and_unique_violation(
+    endpoints: Endpoints, isolation: tuple[str, str]
+) -> None:
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+        endpoints.mongodb, serverSelectionTimeoutMS=5000
+    )
     db = client[isolation[1]]
     try:
         people = db["people"]
@@ -109,7 +121,11 @@ async def test_readiness_fails_when_the_store_is_unreachable(endpoints: Endpoint
     from service.config import Settings
 
     application = build(
-        Settings(kafka_bootstrap_servers=endpoints.kafka, mongodb_url="mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300", health_port=0)
+        Settings(
+            kafka_bootstrap_servers=endpoints.kafka,
+            mongodb_url="mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300",
+            health_port=0,
+        )
     )
     ready = await application.health.readiness()
     assert ready == {"broker": False, "store": False} or ready["store"] is False

@@ -47,7 +47,9 @@ class FakeContacts:
         self.rows[contact.id] = (copy.deepcopy(contact), outcome)
         return True
 
-    async def list_active(self, *, customer_id: str, limit: int, after: tuple[datetime, str] | None) -> list[Contact]:
+    async def list_active(
+        self, *, customer_id: str, limit: int, after: tuple[datetime, str] | None
+    ) -> list[Contact]:
         rows = [c for c, _ in self.rows.values() if c.customer_id == customer_id and not c.is_deleted]
         rows.sort(key=lambda c: (c.tm_create, c.id), reverse=True)
         if after is not None:
@@ -65,14 +67,18 @@ class FakeAddressBook:
     async def owners(self, *, customer_id: str, addresses: Sequence[Address]) -> dict[Address, Claim]:
         return {a: c for a in addresses if (c := self.claims.get((customer_id, a))) is not None}
 
-    async def claim(self, *, customer_id: str, address: Address, contact_id: str, now: datetime) -> Claim | None:
+    async def claim(
+        self, *, customer_id: str, address: Address, contact_id: str, now: datetime
+    ) -> Claim | None:
         existing = self.claims.get((customer_id, address))
         if existing is not None:
             return existing
         self.claims[(customer_id, address)] = Claim(contact_id, now)
         return None
 
-    async def take_over(self, *, customer_id: str, address: Address, stale: Claim, contact_id: str, now: datetime) -> bool:
+    async def take_over(
+        self, *, customer_id: str, address: Address, stale: Claim, contact_id: str, now: datetime
+    ) -> bool:
         if self.claims.get((customer_id, address)) != stale:
             return False
         self.claims[(customer_id, address)] = Claim(contact_id, now)

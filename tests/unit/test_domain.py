@@ -2,7 +2,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.domain.errors import AddressAlreadyExists, InvalidArgument, PhoneNumberNotFound, TagNotFound
+from service.domain.errors import (
+    AddressAlreadyExists,
+    InvalidArgument,
+    PhoneNumberNotFound,
+    TagNotFound,
+)
 from service.domain.model import Address, Contact, NewEmail, NewPhoneNumber
 from service.domain.normalize import normalize_email, normalize_phone
 
@@ -21,7 +26,12 @@ def ids():  # type: ignore[no-untyped-def]
         ("(555) 123-4567", "US", "+15551234567", ""),
         ("555.123.4567 ext. 89", "US", "+15551234567", "89"),
         ("020 7946 0958", "GB", "+442079460958", ""),
-        ("+44 20 7946 0958", "US", "+442079460958", ""),  # an explicit country code wins over the hint
+        (
+            "+44 20 7946 0958",
+            "US",
+            "+442079460958",
+            "",
+        ),  # an explicit country code wins over the hint
         ("+91 98765 43210", None, "+919876543210", ""),
     ],
 )
@@ -48,7 +58,9 @@ def make_contact(**kwargs: object) -> Contact:
         id="c1",
         customer_id="cust",
         fields={"first_name": "John", "last_name": "Smith"},
-        phone_numbers=kwargs.get("phones", [NewPhoneNumber("+15551234567", "+15551234567", "", "mobile", True)]),  # type: ignore[arg-type]
+        phone_numbers=kwargs.get(
+            "phones", [NewPhoneNumber("+15551234567", "+15551234567", "", "mobile", True)]
+        ),  # type: ignore[arg-type]
         emails=kwargs.get("emails", [NewEmail("john@acme.com", "work", True)]),  # type: ignore[arg-type]
         tag_ids=["vip", "vip"],
         now=NOW,
@@ -60,7 +72,10 @@ def test_create_defaults_display_name_and_dedupes_tags() -> None:
     contact = make_contact()
     assert contact.display_name == "John Smith"
     assert contact.tag_ids == ["vip"]
-    assert contact.addresses() == {Address("phone", "+15551234567"), Address("email", "john@acme.com")}
+    assert contact.addresses() == {
+        Address("phone", "+15551234567"),
+        Address("email", "john@acme.com"),
+    }
 
 
 def test_two_primaries_on_create_are_refused() -> None:
@@ -75,7 +90,9 @@ def test_two_primaries_on_create_are_refused() -> None:
 def test_marking_a_new_primary_demotes_the_old() -> None:
     contact = make_contact()
     added = contact.add_phone_number(
-        NewPhoneNumber("+15553334444", "+15553334444", "", "home", True), now=NOW, new_id=lambda: "p2"
+        NewPhoneNumber("+15553334444", "+15553334444", "", "home", True),
+        now=NOW,
+        new_id=lambda: "p2",
     )
     assert [p.is_primary for p in contact.phone_numbers] == [False, True]
     first = contact.phone_numbers[0]
@@ -90,13 +107,20 @@ def test_marking_a_new_primary_demotes_the_old() -> None:
 def test_same_number_twice_on_one_contact_is_a_conflict() -> None:
     contact = make_contact()
     with pytest.raises(AddressAlreadyExists):
-        contact.add_phone_number(NewPhoneNumber("+1 555 123 4567", "+15551234567", "", "work", False), now=NOW, new_id=lambda: "x")
+        contact.add_phone_number(
+            NewPhoneNumber("+1 555 123 4567", "+15551234567", "", "work", False),
+            now=NOW,
+            new_id=lambda: "x",
+        )
 
 
 def test_unchanged_update_reports_no_change() -> None:
     contact = make_contact()
     assert contact.update_fields({"first_name": "John"}) == []
-    assert contact.update_fields({"first_name": "Jon", "company": "Acme"}) == ["first_name", "company"]
+    assert contact.update_fields({"first_name": "Jon", "company": "Acme"}) == [
+        "first_name",
+        "company",
+    ]
 
 
 def test_deleted_contact_holds_no_address_and_delete_twice_is_harmless() -> None:

@@ -7,14 +7,23 @@ import pytest
 from contracts import commands as c
 from contracts import queries as q
 from service.service_layer.handlers import handle_command
-from service.service_layer.queries import batch_lookup_contacts, get_contact, list_contacts, lookup_contact
+from service.service_layer.queries import (
+    batch_lookup_contacts,
+    get_contact,
+    list_contacts,
+    lookup_contact,
+)
 from tests.unit.fakes import FakeClock, FakeCommandLog, FakeContacts, FakePublisher, make_services
 
 CUST, OTHER = "5e4a0680-804e-11ec-8477-2fea5968d85b", "7f000000-0000-0000-0000-000000000001"
 
 
 def create(command_id: str, customer_id: str = CUST, **contact: Any) -> c.CreateContact:
-    body = {"first_name": "John", "last_name": "Smith", "phone_numbers": [{"number": "+15551234567", "type": "mobile", "is_primary": True}]}
+    body = {
+        "first_name": "John",
+        "last_name": "Smith",
+        "phone_numbers": [{"number": "+15551234567", "type": "mobile", "is_primary": True}],
+    }
     body.update(contact)
     return c.CreateContact(command_id=command_id, customer_id=customer_id, contact=body)  # type: ignore[arg-type]
 
@@ -28,13 +37,18 @@ async def test_create_then_redeliver_gives_same_reply_and_one_event() -> None:
     assert len(svc.contacts.rows) == 1  # type: ignore[attr-defined]
     events = svc.events.published  # type: ignore[attr-defined]
     assert [e["type"] for e in events] == ["contact.created"]
-    assert events[0]["version"] == 1 and events[0]["cause"] == {"command_id": "cmd-1", "command_type": "create_contact"}
+    assert events[0]["version"] == 1 and events[0]["cause"] == {
+        "command_id": "cmd-1",
+        "command_type": "create_contact",
+    }
 
 
 async def test_second_claim_of_a_number_fails_and_changes_nothing() -> None:
     svc = make_services()
     await handle_command(create("cmd-1"), svc=svc)
-    reply = await handle_command(create("cmd-2", first_name="Jane", phone_numbers=[{"number": "(555) 123-4567"}]), svc=svc)
+    reply = await handle_command(
+        create("cmd-2", first_name="Jane", phone_numbers=[{"number": "(555) 123-4567"}]), svc=svc
+    )
     assert reply["ok"] is False
     assert reply["error"]["code"] == "ADDRESS_ALREADY_EXISTS"
     assert reply["error"]["field"] == "contact.phone_numbers[0].number"
@@ -51,7 +65,12 @@ async def test_same_number_is_free_in_another_customer_and_lookups_stay_apart() 
     cross = await get_contact(q.GetContact(customer_id=OTHER, contact_id=mine["result"]["id"]), svc=svc)
     assert cross.error is not None and cross.error.code == "CONTACT_NOT_FOUND"
     cross_update = await handle_command(
-        c.UpdateContact(command_id="u", customer_id=OTHER, contact_id=mine["result"]["id"], changes={"first_name": "X"}),  # type: ignore[arg-type]
+        c.UpdateContact(
+            command_id="u",
+            customer_id=OTHER,
+            contact_id=mine["result"]["id"],
+            changes={"first_name": "X"},
+        ),  # type: ignore[arg-type]
         svc=svc,
     )
     assert cross_update["error"]["code"] == "CONTACT_NOT_FOUND"
@@ -61,13 +80,21 @@ async def test_soft_delete_releases_addresses_and_hides_contact() -> None:
     svc = make_services()
     created = await handle_command(create("cmd-1", emails=[{"address": "John@Acme.com"}]), svc=svc)
     contact_id = created["result"]["id"]
-    deleted = await handle_command(c.DeleteContact(command_id="del-1", customer_id=CUST, contact_id=contact_id), svc=svc)
+    deleted = await handle_command(
+        c.DeleteContact(command_id="del-1", customer_id=CUST, contact_id=contact_id), svc=svc
+    )
     assert deleted["ok"] and deleted["result"]["tm_delete"] is not None
-    twice = await handle_command(c.DeleteContact(command_id="del-2", customer_id=CUST, contact_id=contact_id), svc=svc)
+    twice = await handle_command(
+        c.DeleteContact(command_id="del-2", customer_id=CUST, contact_id=contact_id), svc=svc
+    )
     assert twice["ok"]
     assert [e["type"] for e in svc.events.published] == ["contact.created", "contact.deleted"]  # type: ignore[attr-defined]
-    assert (await lookup_contact(q.LookupContact(customer_id=CUST, email="JOHN@acme.com"), svc=svc)).error is not None
-    assert (await get_contact(q.GetContact(customer_id=CUST, contact_id=contact_id), svc=svc)).error is not None
+    assert (
+        await lookup_contact(q.LookupContact(customer_id=CUST, email="JOHN@acme.com"), svc=svc)
+    ).error is not None
+    assert (
+        await get_contact(q.GetContact(customer_id=CUST, contact_id=contact_id), svc=svc)
+    ).error is not None
     assert (await list_contacts(q.ListContacts(customer_id=CUST), svc=svc)).result == []
     again = await handle_command(create("cmd-3", emails=[{"address": "john@acme.com"}]), svc=svc)
     assert again["ok"], again
@@ -99,7 +126,12 @@ async def test_crash_between_contact_write_and_log_is_answered_from_the_stored_o
     svc = make_services(log=FailingOnceLog())
     created = await handle_command(create("cmd-1"), svc=svc)
     contact_id = created["result"]["id"]
-    add = c.AddPhoneNumber(command_id="add-1", customer_id=CUST, contact_id=contact_id, phone_number={"number": "+15553334444"})  # type: ignore[arg-type]
+    add = c.AddPhoneNumber(
+        command_id="add-1",
+        customer_id=CUST,
+        contact_id=contact_id,
+        phone_number={"number": "+15553334444"},
+    )  # type: ignore[arg-type]
     svc.log.armed = True  # type: ignore[attr-defined]
     with pytest.raises(ConnectionError):
         await handle_command(add, svc=svc)
@@ -113,8 +145,18 @@ async def test_crash_between_contact_write_and_log_is_answered_from_the_stored_o
 async def test_update_is_partial_and_replay_does_not_revert_later_changes() -> None:
     svc = make_services()
     contact_id = (await handle_command(create("cmd-1", company="Acme Corp"), svc=svc))["result"]["id"]
-    first = c.UpdateContact(command_id="u1", customer_id=CUST, contact_id=contact_id, changes={"display_name": "John Smith (VIP)"})  # type: ignore[arg-type]
-    second = c.UpdateContact(command_id="u2", customer_id=CUST, contact_id=contact_id, changes={"display_name": "J. Smith"})  # type: ignore[arg-type]
+    first = c.UpdateContact(
+        command_id="u1",
+        customer_id=CUST,
+        contact_id=contact_id,
+        changes={"display_name": "John Smith (VIP)"},
+    )  # type: ignore[arg-type]
+    second = c.UpdateContact(
+        command_id="u2",
+        customer_id=CUST,
+        contact_id=contact_id,
+        changes={"display_name": "J. Smith"},
+    )  # type: ignore[arg-type]
     await handle_command(first, svc=svc)
     await handle_command(second, svc=svc)
     await handle_command(first, svc=svc)  # an operator replays the topic
@@ -146,7 +188,9 @@ async def test_list_pages_never_skip_or_repeat_contacts_sharing_a_timestamp() ->
 
 
 async def test_bad_page_token_is_invalid_argument() -> None:
-    reply = await list_contacts(q.ListContacts(customer_id=CUST, page_token="not-a-token!"), svc=make_services())
+    reply = await list_contacts(
+        q.ListContacts(customer_id=CUST, page_token="not-a-token!"), svc=make_services()
+    )
     assert reply.error is not None and reply.error.field == "page_token"
 
 
@@ -180,7 +224,10 @@ async def test_bulk_create_reports_each_item_and_applies_the_rest() -> None:
 async def test_batch_lookup_answers_each_phone_in_order() -> None:
     svc = make_services()
     await handle_command(create("cmd-1"), svc=svc)
-    reply = await batch_lookup_contacts(q.BatchLookupContacts(customer_id=CUST, phones=["555 123 4567", "+15550000000", "nope"]), svc=svc)
+    reply = await batch_lookup_contacts(
+        q.BatchLookupContacts(customer_id=CUST, phones=["555 123 4567", "+15550000000", "nope"]),
+        svc=svc,
+    )
     assert [m.result.first_name if m.result else m.error.code for m in reply.result] == [  # type: ignore[union-attr]
         "John",
         "CONTACT_NOT_FOUND",
@@ -194,7 +241,12 @@ async def test_claim_left_by_a_crashed_create_is_honoured_only_during_the_grace_
     svc = make_services(clock=clock, contacts=contacts)
     from service.domain.model import Address
 
-    await svc.addresses.claim(customer_id=CUST, address=Address("phone", "+15551234567"), contact_id="ghost", now=clock.now())
+    await svc.addresses.claim(
+        customer_id=CUST,
+        address=Address("phone", "+15551234567"),
+        contact_id="ghost",
+        now=clock.now(),
+    )
     blocked = await handle_command(create("cmd-1"), svc=svc)
     assert blocked["error"]["code"] == "ADDRESS_ALREADY_EXISTS"
     clock.advance(31)
