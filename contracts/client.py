@@ -131,6 +131,11 @@ class ContactClient:
             self._prefix + topic, _encode(payload), key=key.encode() if key else None
         )
 
+    async def send_raw(self, topic: str, value: bytes, *, key: str | None = None) -> None:
+        """Fire and forget raw bytes (still waits for the broker's ack)."""
+        assert self._producer is not None, "start() the client first"
+        await self._producer.send_and_wait(self._prefix + topic, value, key=key.encode() if key else None)
+
     async def request_raw(
         self,
         topic: str,

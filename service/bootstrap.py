@@ -2,6 +2,7 @@
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,7 +58,10 @@ class Application:
     settings: Settings
 
 
-def build(settings: Settings | None = None) -> Application:
+def build(
+    settings: Settings | None = None, *, adapt: Callable[[Services], Services] | None = None
+) -> Application:
+    """Wire the application. ``adapt`` may wrap the services (tests inject faults through it)."""
     settings = settings or Settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
@@ -100,6 +104,8 @@ def build(settings: Settings | None = None) -> Application:
         default_region=settings.default_region,
         claim_grace=timedelta(seconds=settings.claim_grace_seconds),
     )
+    if adapt is not None:
+        services = adapt(services)
     replier = Replier(broker)
     policy = FailurePolicy(
         replier=replier,

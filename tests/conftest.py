@@ -13,10 +13,16 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from service.bootstrap import Application
+    from service.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "deploy" / "local" / "stack.sh"
@@ -77,14 +83,11 @@ def isolation() -> tuple[str, str]:
     return f"t{tag}.", f"test_{tag}"
 
 
-@pytest.fixture
-async def running_service(endpoints: Endpoints, isolation: tuple[str, str]) -> AsyncIterator[object]:
-    """The real service, started in-process against the real broker and store."""
-    from service.bootstrap import build
+def service_settings(endpoints: Endpoints, isolation: tuple[str, str]) -> "Settings":
     from service.config import Settings
 
     prefix, database = isolation
-    settings = Settings(
+    return Settings(
         kafka_bootstrap_servers=endpoints.kafka,
         mongodb_url=endpoints.mongodb,
         mongodb_database=database,
@@ -94,13 +97,27 @@ async def running_service(endpoints: Endpoints, isolation: tuple[str, str]) -> A
         topic_partitions=2,
         retry_backoff_max_seconds=0.5,
     )
-    application = build(settings)
+
+
+@asynccontextmanager
+async def started(settings: "Settings", **build_options: Any) -> AsyncIterator["Application"]:
+    """Run the real service in-process; drop its database afterwards."""
+    from service.bootstrap import build
+
+    application = build(settings, **build_options)
     await application.app.start()
     try:
         yield application
     finally:
-        await application.mongo.drop_database(database)
+        await application.mongo.drop_database(settings.mongodb_database)
         await application.app.stop()
+
+
+@pytest.fixture
+async def running_service(endpoints: Endpoints, isolation: tuple[str, str]) -> AsyncIterator["Application"]:
+    """The real service, started in-process against the real broker and store."""
+    async with started(service_settings(endpoints, isolation)) as application:
+        yield application
 
 
 @pytest.fixture
@@ -109,3 +126,37 @@ async def client(endpoints: Endpoints, isolation: tuple[str, str]) -> AsyncItera
 
     async with ContactClient(endpoints.kafka, topic_prefix=isolation[0]) as contact_client:
         yield contact_client
+
+
+class TopicReader:
+    """Reads a topic from its beginning (all partitions, no group): what the service published."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self.records: list[Any] = []
+
+    async def read(self, *, at_least: int, timeout: float = 20.0, settle: float = 1.0) -> list[Any]:
+        """Everything on the topic once ``at_least`` records arrived and ``settle`` seconds passed
+        without more (so a test also sees records that should not be there)."""
+        import asyncio
+
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(
+            self.topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest", group_id=None
+        )
+        await consumer.start()
+        records: list[Any] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while loop.time() < deadline:
+                batch = await consumer.getmany(timeout_ms=int(settle * 1000))
+                fresh = [r for rs in batch.values() for r in rs]
+                records += fresh
+                if not fresh and len(records) >= at_least:
+                    break
+        finally:
+            await consumer.stop()
+        self.records = records
+        return records

@@ -24,10 +24,18 @@ from pydantic import BaseModel, ValidationError
 from pymongo.errors import PyMongoError
 
 from contracts import headers as h
+from contracts.commands import COMMAND_ADAPTER
 from contracts.errors import Error, ErrorCode
+from contracts.queries import LOOKUP_ADAPTER, QUERY_ADAPTER
 from contracts.replies import ErrorReply
 
 log = logging.getLogger("contact_service")
+
+MESSAGE_TYPES: frozenset[object] = frozenset(
+    tag
+    for adapter in (COMMAND_ADAPTER, QUERY_ADAPTER, LOOKUP_ADAPTER)
+    for tag in adapter.json_schema()["discriminator"]["mapping"]
+)
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     PyMongoError,
@@ -108,14 +116,25 @@ def input_error(exc: BaseException) -> Error | None:
     if not isinstance(exc, ValidationError):
         return None
     first = exc.errors()[0]
-    kind, loc = first["type"], [str(p) for p in first["loc"]]
+    kind, loc = first["type"], list(first["loc"])
     if kind in {"union_tag_invalid", "union_tag_not_found"}:
         return Error(code=ErrorCode.UNKNOWN_MESSAGE_TYPE, message=first["msg"], field="type")
-    if isinstance(first.get("input"), bytes | str) and not loc[1:]:
+    # The location starts with the handler's argument name, then the union tag: neither is a field.
+    if loc and loc[0] not in MESSAGE_TYPES:
+        loc = loc[1:]
+    if loc and loc[0] in MESSAGE_TYPES:
+        loc = loc[1:]
+    if not loc and isinstance(first.get("input"), bytes | str):
         return Error(code=ErrorCode.MALFORMED_MESSAGE, message="body is not a JSON object")
-    # A discriminated union puts the tag first in the location: it is not a field.
-    field = ".".join(loc[1:] if len(loc) > 1 else loc)
-    return Error(code=ErrorCode.INVALID_ARGUMENT, message=first["msg"], field=field or None)
+    return Error(code=ErrorCode.INVALID_ARGUMENT, message=first["msg"], field=field_path(loc) or None)
+
+
+def field_path(loc: list[int | str]) -> str:
+    """``["contact", "emails", 0, "address"]`` → ``contact.emails[0].address`` (the domain's style)."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path
 
 
 class FailurePolicy:

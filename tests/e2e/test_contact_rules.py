@@ -1,0 +1,417 @@
+"""The Contact API's rules over the real broker and store: events, idempotency, conflicts, primaries,
+soft delete, tenant isolation, pagination, bad input and the dead-letter topic, redelivery after a
+failure between the store write and the event publish."""
+
+import asyncio
+import dataclasses
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaConnectionError
+from pymongo.errors import AutoReconnect
+
+from contracts import commands as c
+from contracts import headers, topics
+from contracts.client import ContactClient
+from contracts.replies import ContactReply, ErrorReply
+from service.bootstrap import Application
+from service.domain.model import Contact
+from service.service_layer.context import Services
+from service.service_layer.ports import JsonDict
+from tests.conftest import Endpoints, TopicReader, service_settings, started
+
+pytestmark = pytest.mark.integration
+
+ACME = "cust-acme"
+GLOBEX = "cust-globex"
+
+
+def cid() -> str:
+    return str(uuid.uuid4())
+
+
+def create(
+    customer: str, *, phones: Sequence[str] = (), emails: Sequence[str] = (), **fields: Any
+) -> c.CreateContact:
+    contact = {
+        "first_name": fields.pop("first_name", "Ada"),
+        "phone_numbers": [{"number": p, "type": "mobile"} for p in phones],
+        "emails": [{"address": e, "type": "work"} for e in emails],
+        **fields,
+    }
+    return c.CreateContact(command_id=cid(), customer_id=customer, contact=contact)  # type: ignore[arg-type]
+
+
+async def ok(reply: ContactReply) -> Contact:
+    assert reply.ok, reply.error
+    assert reply.result is not None
+    return reply.result  # type: ignore[return-value]
+
+
+def events_of(records: list[Any], contact_id: str) -> list[JsonDict]:
+    return [json.loads(r.value) for r in records if r.key == contact_id.encode()]
+
+
+async def test_events_carry_the_whole_contact_changes_version_and_cause(
+    running_service: Application, client: ContactClient
+) -> None:
+    first = create(ACME, phones=["+15551230001"], last_name="Lovelace")
+    contact = await ok(await client.command(first))
+    rename = c.UpdateContact(
+        command_id=cid(),
+        customer_id=ACME,
+        contact_id=contact.id,
+        changes={"company": "Analytical Engines"},  # type: ignore[arg-type]
+    )
+    renamed = await ok(await client.command(rename))
+    # Partial update: only the given field changed.
+    assert (renamed.first_name, renamed.last_name, renamed.company) == (
+        "Ada",
+        "Lovelace",
+        "Analytical Engines",
+    )
+    delete = c.DeleteContact(command_id=cid(), customer_id=ACME, contact_id=contact.id)
+    await ok(await client.command(delete))
+
+    reader = TopicReader(
+        running_service.settings.kafka_bootstrap_servers, running_service.settings.topic(topics.EVENTS)
+    )
+    events = events_of(await reader.read(at_least=3), contact.id)
+    assert [e["type"] for e in events] == ["contact.created", "contact.updated", "contact.deleted"]
+    assert [e["version"] for e in events] == [1, 2, 3]
+    assert [e["cause"]["command_id"] for e in events] == [
+        first.command_id,
+        rename.command_id,
+        delete.command_id,
+    ]
+    assert [e["cause"]["command_type"] for e in events] == [
+        "create_contact",
+        "update_contact",
+        "delete_contact",
+    ]
+    assert events[1]["changed_fields"] == ["company"]
+    assert (
+        events[1]["contact"]["company"] == "Analytical Engines" and events[1]["contact"]["id"] == contact.id
+    )
+    assert events[2]["contact"]["tm_delete"] is not None
+    assert len({e["event_id"] for e in events}) == 3
+    headers_of_first = dict(reader.records[0].headers)
+    assert headers_of_first["event_type"] == b"contact.created"
+
+
+async def test_redelivered_command_gives_the_same_reply_and_changes_nothing_twice(
+    running_service: Application, client: ContactClient
+) -> None:
+    command = create(ACME, phones=["+15551230002"])
+    raw = command.model_dump_json().encode()
+    first = ContactReply.model_validate_json(await client.request_raw(topics.COMMANDS, raw, key=ACME))
+    again = ContactReply.model_validate_json(await client.request_raw(topics.COMMANDS, raw, key=ACME))
+    assert first.ok and again == first
+
+    add = c.AddEmail(
+        command_id=cid(),
+        customer_id=ACME,
+        contact_id=first.result.id,  # type: ignore[union-attr]
+        email={"address": "ada@example.com", "type": "work"},  # type: ignore[arg-type]
+    )
+    once = await client.command(add)
+    twice = await client.command(add)
+    assert once == twice and len(twice.result.emails) == 1  # type: ignore[union-attr]
+
+    listed = await client.list_contacts(ACME)
+    assert [x.id for x in listed.result] == [first.result.id]  # type: ignore[union-attr]
+    reader = TopicReader(
+        running_service.settings.kafka_bootstrap_servers, running_service.settings.topic(topics.EVENTS)
+    )
+    events = events_of(await reader.read(at_least=2), first.result.id)  # type: ignore[union-attr]
+    assert [e["type"] for e in events] == ["contact.created", "contact.updated"]
+
+
+async def test_command_without_reply_to_is_applied_and_announced(
+    running_service: Application, client: ContactClient
+) -> None:
+    await client.send(topics.COMMANDS, create(ACME, phones=["+15551230003"]), key=ACME)
+    for _ in range(100):
+        found = await client.lookup_phone(ACME, "+15551230003")
+        if found.ok:
+            break
+        await asyncio.sleep(0.1)
+    contact = await ok(found)
+    reader = TopicReader(
+        running_service.settings.kafka_bootstrap_servers, running_service.settings.topic(topics.EVENTS)
+    )
+    assert [e["type"] for e in events_of(await reader.read(at_least=1), contact.id)] == ["contact.created"]
+
+
+async def test_an_address_belongs_to_one_contact_per_customer(
+    running_service: Application, client: ContactClient
+) -> None:
+    owner = await ok(
+        await client.command(create(ACME, phones=["+1 555 123 0004"], emails=["Owner@Example.com"]))
+    )
+
+    # Same number in another format, same email in another case: refused, nothing created.
+    for clash, field in [
+        (create(ACME, phones=["(555) 123-0004"]), "contact.phone_numbers[0].number"),
+        (create(ACME, emails=["OWNER@example.COM"]), "contact.emails[0].address"),
+    ]:
+        refused = await client.command(clash)
+        assert not refused.ok and refused.error is not None
+        assert refused.error.code == "ADDRESS_ALREADY_EXISTS" and (refused.error.field or "").startswith(
+            field
+        )
+    other = await ok(await client.command(create(ACME, first_name="Bob", phones=["+15551230005"])))
+    steal = c.AddPhoneNumber(
+        command_id=cid(),
+        customer_id=ACME,
+        contact_id=other.id,
+        phone_number={"number": "555-123-0004", "type": "work", "region": "US"},  # type: ignore[arg-type]
+    )
+    refused = await client.command(steal)
+    assert refused.error is not None and refused.error.code == "ADDRESS_ALREADY_EXISTS"
+    assert (await ok(await client.get(ACME, other.id))).phone_numbers == other.phone_numbers
+    assert (await ok(await client.lookup_phone(ACME, "+15551230004"))).id == owner.id
+    assert len((await client.list_contacts(ACME)).result) == 2
+
+    # Soft delete releases the number; deleting twice is harmless.
+    delete = c.DeleteContact(command_id=cid(), customer_id=ACME, contact_id=owner.id)
+    await ok(await client.command(delete))
+    again = await client.command(c.DeleteContact(command_id=cid(), customer_id=ACME, contact_id=owner.id))
+    assert again.ok or (again.error is not None and again.error.code == "CONTACT_NOT_FOUND")
+    taken = await ok(await client.command(steal.model_copy(update={"command_id": cid()})))
+    assert (await ok(await client.lookup_phone(ACME, "+15551230004"))).id == taken.id == other.id
+
+
+async def test_one_primary_phone_and_one_primary_email(
+    running_service: Application, client: ContactClient
+) -> None:
+    contact = await ok(
+        await client.command(
+            c.CreateContact(
+                command_id=cid(),
+                customer_id=ACME,
+                contact={  # type: ignore[arg-type]
+                    "first_name": "Pat",
+                    "phone_numbers": [{"number": "+15551230010", "type": "mobile", "is_primary": True}],
+                    "emails": [{"address": "pat@example.com", "type": "work", "is_primary": True}],
+                },
+            )
+        )
+    )
+    phone = c.AddPhoneNumber(
+        command_id=cid(),
+        customer_id=ACME,
+        contact_id=contact.id,
+        phone_number={"number": "+15551230011", "type": "work", "is_primary": True},  # type: ignore[arg-type]
+    )
+    after = await ok(await client.command(phone))
+    assert [(p.number_e164, p.is_primary) for p in after.phone_numbers] == [
+        ("+15551230010", False),
+        ("+15551230011", True),
+    ]
+    email = c.AddEmail(
+        command_id=cid(),
+        customer_id=ACME,
+        contact_id=contact.id,
+        email={"address": "Pat.Home@Example.com", "type": "personal", "is_primary": True},  # type: ignore[arg-type]
+    )
+    after = await ok(await client.command(email))
+    assert [(e.address, e.is_primary) for e in after.emails] == [
+        ("pat@example.com", False),
+        ("pat.home@example.com", True),
+    ]
+    two_primaries = create(ACME, first_name="Q")
+    two_primaries = two_primaries.model_copy(
+        update={
+            "contact": two_primaries.contact.model_copy(
+                update={
+                    "phone_numbers": [
+                        p.model_copy(update={"is_primary": True})
+                        for p in create(ACME, phones=["+15551230012", "+15551230013"]).contact.phone_numbers
+                    ]
+                }
+            )
+        }
+    )
+    refused = await client.command(two_primaries)
+    assert refused.error is not None and refused.error.code == "INVALID_ARGUMENT"
+
+
+async def test_customers_never_see_or_change_each_other(
+    running_service: Application, client: ContactClient
+) -> None:
+    mine = await ok(await client.command(create(ACME, phones=["+15551230020"], emails=["same@example.com"])))
+    # The same number and email are free in another customer.
+    theirs = await ok(
+        await client.command(create(GLOBEX, phones=["+15551230020"], emails=["same@example.com"]))
+    )
+    assert (await ok(await client.lookup_phone(ACME, "+15551230020"))).id == mine.id
+    assert (await ok(await client.lookup_phone(GLOBEX, "+15551230020"))).id == theirs.id
+    assert (await ok(await client.lookup_email(GLOBEX, "same@example.com"))).customer_id == GLOBEX
+
+    not_mine = await client.get(GLOBEX, mine.id)
+    assert not_mine.error is not None and not_mine.error.code == "CONTACT_NOT_FOUND"
+    for hostile in [
+        c.UpdateContact(command_id=cid(), customer_id=GLOBEX, contact_id=mine.id, changes={"company": "X"}),  # type: ignore[arg-type]
+        c.DeleteContact(command_id=cid(), customer_id=GLOBEX, contact_id=mine.id),
+        c.AddTag(command_id=cid(), customer_id=GLOBEX, contact_id=mine.id, tag_id="t"),
+    ]:
+        reply = await client.command(hostile)
+        assert reply.error is not None and reply.error.code == "CONTACT_NOT_FOUND", hostile.type
+    assert await ok(await client.get(ACME, mine.id)) == mine
+    assert [x.id for x in (await client.list_contacts(GLOBEX)).result] == [theirs.id]
+
+
+async def test_list_pages_newest_first_without_skips_or_repeats(
+    running_service: Application, client: ContactClient
+) -> None:
+    bulk = c.BulkCreateContacts(
+        command_id=cid(),
+        customer_id=ACME,
+        contacts=[{"first_name": f"P{i:02}", "external_id": f"ext-{i}"} for i in range(25)],
+    )
+    created = await client.bulk_create(bulk)
+    assert created.ok and created.created == 25
+    # One bulk write: many contacts share a tm_create, which the page token must still tell apart.
+    seen: list[str] = []
+    token, pages = "", 0
+    while True:
+        page = await client.list_contacts(ACME, page_size=10, page_token=token)
+        assert page.ok, page.error
+        seen += [x.id for x in page.result]
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages == 3 and len(seen) == len(set(seen)) == 25
+    everything = (await client.list_contacts(ACME, page_size=100)).result
+    assert [x.id for x in everything] == seen
+    assert [x.tm_create for x in everything] == sorted((x.tm_create for x in everything), reverse=True)
+    too_big = await client.request(
+        topics.QUERIES, {"type": "list_contacts", "customer_id": ACME, "page_size": 101}, ErrorReply
+    )
+    assert too_big.error is not None and (too_big.error.code, too_big.error.field) == (
+        "INVALID_ARGUMENT",
+        "page_size",
+    )
+    forged = await client.list_contacts(ACME, page_token="not-a-token")
+    assert forged.error is not None and forged.error.field == "page_token"
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        (b"{not json", "MALFORMED_MESSAGE", None),
+        (
+            b'{"type": "rename_contact", "command_id": "1", "customer_id": "c"}',
+            "UNKNOWN_MESSAGE_TYPE",
+            "type",
+        ),
+        (
+            b'{"type": "create_contact", "command_id": "1", "customer_id": "c", "contact": {"id": "mine"}}',
+            "INVALID_ARGUMENT",
+            "contact.id",
+        ),
+        (
+            b'{"type": "create_contact", "command_id": "1", "customer_id": "c",'
+            b' "contact": {"phone_numbers": [{"number": "not a phone"}]}}',
+            "INVALID_ARGUMENT",
+            "contact.phone_numbers[0].number",
+        ),
+        (
+            b'{"type": "create_contact", "command_id": "1", "customer_id": "c", "contact": {"emails": [{"address": "x@"}]}}',
+            "INVALID_ARGUMENT",
+            "contact.emails[0].address",
+        ),
+    ],
+)
+async def test_bad_input_gets_a_clear_error_reply(
+    running_service: Application, client: ContactClient, body: bytes, code: str, field: str | None
+) -> None:
+    reply = ErrorReply.model_validate_json(await client.request_raw(topics.COMMANDS, body))
+    assert not reply.ok and reply.error is not None
+    assert (reply.error.code, reply.error.field) == (code, field), reply.error.message
+
+
+async def test_poison_message_goes_to_the_dead_letter_topic_and_the_consumer_goes_on(
+    running_service: Application, client: ContactClient
+) -> None:
+    await client.send_raw(topics.COMMANDS, b"\x00garbage", key=ACME)
+    await client.send_raw(topics.COMMANDS, b'{"type": "create_contact", "command_id": "x"}', key=ACME)
+    after = await ok(await client.command(create(ACME, phones=["+15551230030"])))
+    assert after.phone_numbers[0].number_e164 == "+15551230030"
+
+    reader = TopicReader(
+        running_service.settings.kafka_bootstrap_servers, running_service.settings.topic(topics.DEAD_LETTERS)
+    )
+    dead = await reader.read(at_least=2)
+    assert [r.value for r in dead] == [b"\x00garbage", b'{"type": "create_contact", "command_id": "x"}']
+    first, second = (dict(r.headers) for r in dead)
+    assert first[headers.DLQ_REASON] == b"MALFORMED_MESSAGE"
+    assert first[headers.DLQ_SOURCE_TOPIC] == running_service.settings.topic(topics.COMMANDS).encode()
+    assert int(first[headers.DLQ_SOURCE_OFFSET]) >= 0
+    assert second[headers.DLQ_REASON] == b"INVALID_ARGUMENT" and second[headers.DLQ_FIELD] == b"customer_id"
+
+
+@dataclasses.dataclass
+class LoseAckOnce:
+    """A store or broker that applies the first write but loses its acknowledgement: the
+    situation a crash between the store write and the event publish leaves behind."""
+
+    inner: Any
+    method: str
+    error: Exception
+    tripped: bool = False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name != self.method:
+            return attr
+
+        async def once(*args: Any, **kwargs: Any) -> Any:
+            result = await attr(*args, **kwargs)
+            if not self.tripped:
+                self.tripped = True
+                raise self.error
+            return result
+
+        return once
+
+
+@pytest.fixture(params=["store write", "event publish"])
+async def flaky_service(
+    request: pytest.FixtureRequest, endpoints: Endpoints, isolation: tuple[str, str]
+) -> AsyncIterator[tuple[Application, LoseAckOnce]]:
+    holder: list[LoseAckOnce] = []
+
+    def adapt(services: Services) -> Services:
+        if request.param == "store write":
+            flaky = LoseAckOnce(services.contacts, "insert", AutoReconnect("connection reset"))
+            holder.append(flaky)
+            return dataclasses.replace(services, contacts=flaky)
+        flaky = LoseAckOnce(services.events, "publish", KafkaConnectionError("broker gone"))
+        holder.append(flaky)
+        return dataclasses.replace(services, events=flaky)
+
+    async with started(service_settings(endpoints, isolation), adapt=adapt) as application:
+        yield application, holder[0]
+
+
+async def test_a_failure_after_the_write_means_redelivery_never_loss_or_double_apply(
+    flaky_service: tuple[Application, LoseAckOnce], client: ContactClient
+) -> None:
+    application, flaky = flaky_service
+    contact = await ok(await client.command(create(ACME, phones=["+15551230040"]), timeout=30))
+    assert flaky.tripped
+    assert [x.id for x in (await client.list_contacts(ACME)).result] == [contact.id]
+    reader = TopicReader(
+        application.settings.kafka_bootstrap_servers, application.settings.topic(topics.EVENTS)
+    )
+    events = events_of(await reader.read(at_least=1), contact.id)
+    # The lost publish ack is the one case where the event reaches the topic twice: same event_id,
+    # so consumers dedupe. Never a second, different change.
+    assert {e["event_id"] for e in events} == {events[0]["event_id"]}
+    assert {e["type"] for e in events} == {"contact.created"}
