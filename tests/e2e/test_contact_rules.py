@@ -322,7 +322,8 @@ async def test_list_pages_newest_first_without_skips_or_repeats(
             "contact.phone_numbers[0].number",
         ),
         (
-            b'{"type": "create_contact", "command_id": "1", "customer_id": "c", "contact": {"emails": [{"address": "x@"}]}}',
+            b'{"type": "create_contact", "command_id": "1", "customer_id": "c",'
+            b' "contact": {"emails": [{"address": "x@"}]}}',
             "INVALID_ARGUMENT",
             "contact.emails[0].address",
         ),
