@@ -143,8 +143,11 @@ class ContactClient:
         *,
         key: str | None = None,
         timeout: float = 5.0,
+        deadline: float | None = None,
         extra_headers: list[tuple[str, bytes]] | None = None,
     ) -> bytes:
+        """Send ``value`` and wait for its reply. ``deadline`` (epoch seconds, default now + timeout)
+        tells the service when an answer stops being useful."""
         assert self._producer is not None, "start() the client first"
         correlation_id = uuid.uuid4().hex
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
@@ -152,7 +155,7 @@ class ContactClient:
         request_headers = [
             (headers.REPLY_TO, self.reply_topic.encode()),
             (headers.CORRELATION_ID, correlation_id.encode()),
-            (headers.DEADLINE, str(int((time.time() + timeout) * 1000)).encode()),
+            (headers.DEADLINE, str(int((deadline or time.time() + timeout) * 1000)).encode()),
             ("content-type", b"application/json"),
             *(extra_headers or []),
         ]

@@ -27,7 +27,13 @@ from service.adapters.mongo import (
 from service.config import Settings
 from service.entrypoints import commands, lookups, queries
 from service.entrypoints.health import HealthServer
-from service.entrypoints.messaging import DeadLetters, FailurePolicy, Replier
+from service.entrypoints.messaging import (
+    Counters,
+    DeadLetters,
+    FailurePolicy,
+    Replier,
+    tolerant_parser,
+)
 from service.service_layer.context import Services
 
 log = logging.getLogger("contact_service")
@@ -55,6 +61,7 @@ class Application:
     mongo: AsyncMongoClient[dict[str, Any]]
     services: Services
     health: HealthServer
+    counters: Counters
     settings: Settings
 
 
@@ -106,7 +113,8 @@ def build(
     )
     if adapt is not None:
         services = adapt(services)
-    replier = Replier(broker)
+    counters = Counters()
+    replier = Replier(bootstrap_servers=settings.kafka_bootstrap_servers, counters=counters)
     policy = FailurePolicy(
         replier=replier,
         dead_letters=DeadLetters(dead_letter_publisher),
@@ -114,7 +122,7 @@ def build(
         max_attempts=settings.max_delivery_attempts,
     )
     for module in (commands, queries, lookups):
-        module_router = KafkaRouter(middlewares=[policy])
+        module_router = KafkaRouter(middlewares=[policy], parser=tolerant_parser)
         module.build_router(settings=settings, svc=services, replier=replier, router=module_router)
         router.include_router(module_router)
     broker.include_router(router)
@@ -130,11 +138,13 @@ def build(
         host=settings.health_host,
         port=settings.health_port,
         checks={"broker": broker_ready, "store": mongo_ready},
+        metrics=lambda: dict(counters.values),
     )
 
     async def on_startup() -> None:
         await ensure_schema(db)
         await ensure_topics(settings)
+        await replier.start()
         await health.start()
 
     async def after_startup() -> None:
@@ -148,6 +158,7 @@ def build(
         await health.stop()
 
     async def after_shutdown() -> None:
+        await replier.stop()
         await mongo.close()
 
     app = FastStream(
@@ -159,7 +170,13 @@ def build(
         specification=AsyncAPI(title="contact-service", version="1.0.0", description=DESCRIPTION),
     )
     return Application(
-        app=app, broker=broker, mongo=mongo, services=services, health=health, settings=settings
+        app=app,
+        broker=broker,
+        mongo=mongo,
+        services=services,
+        health=health,
+        counters=counters,
+        settings=settings,
     )
 
 

@@ -1,4 +1,5 @@
-"""A tiny HTTP listener for orchestrators: /healthz (process up) and /readyz (broker and store answer)."""
+"""A tiny HTTP listener for orchestrators: /healthz (process up), /readyz (broker and
+store answer) and /metrics (counters as JSON)."""
 
 import asyncio
 import json
@@ -8,8 +9,15 @@ Check = Callable[[], Awaitable[bool]]
 
 
 class HealthServer:
-    def __init__(self, *, host: str, port: int, checks: dict[str, Check]) -> None:
-        self._host, self._port, self._checks = host, port, checks
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        checks: dict[str, Check],
+        metrics: Callable[[], dict[str, int]] = dict,
+    ) -> None:
+        self._host, self._port, self._checks, self._metrics = host, port, checks, metrics
         self._server: asyncio.Server | None = None
 
     @property
@@ -42,6 +50,8 @@ class HealthServer:
                     (200 if all(checks.values()) else 503),
                     {"ready": all(checks.values()), **checks},
                 )
+            elif path == "/metrics":
+                status, body = 200, dict(self._metrics())
             else:
                 status, body = 404, {"error": "not found"}
             payload = json.dumps(body).encode()

@@ -24,10 +24,15 @@ def build_router(*, settings: Settings, svc: Services, replier: Replier, router:
         description=(
             "lookup_contact by phone (any accepted format, normalized to E.164) or email (any case), "
             "and batch_lookup_contacts for up to 100 phones. Answered with ContactReply or "
-            "BatchLookupReply: the asking customer's active contact, or CONTACT_NOT_FOUND."
+            "BatchLookupReply: the asking customer's active contact, or CONTACT_NOT_FOUND. Replies follow "
+            "the request's convention: FastStream's reply_to + correlation_id, or Spring Kafka's "
+            "kafka_replyTopic + kafka_replyPartition + kafka_correlationId (echoed byte for byte). "
+            "A request past its deadline header (epoch ms) is dropped and counted, not answered late."
         ),
     )
     async def on_lookup(query: q.LookupQuery, message: KafkaMessage) -> None:
+        if replier.expired(message.raw_message):  # type: ignore[arg-type]
+            return  # the caller gave up; counted, not answered late
         reply: ContactReply | BatchLookupReply
         if isinstance(query, q.LookupContact):
             reply = await queries.lookup_contact(query, svc=svc)

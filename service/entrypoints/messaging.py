@@ -9,16 +9,19 @@
 """
 
 import asyncio
+import copy
 import json
 import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
 from fast_depends.exceptions import ValidationError as ArgumentsError
 from faststream import BaseMiddleware
-from faststream.kafka import KafkaBroker
 from faststream.kafka.publisher.usecase import DefaultPublisher as KafkaPublisher
 from pydantic import BaseModel, ValidationError
 from pymongo.errors import PyMongoError
@@ -49,20 +52,129 @@ def header_map(record: ConsumerRecord[Any, Any]) -> dict[str, bytes]:
     return {key: value or b"" for key, value in (record.headers or ())}
 
 
-class Replier:
-    """Sends a reply when the request asked for one (FastStream's reply_to + correlation_id)."""
+async def tolerant_parser(record: ConsumerRecord[Any, Any], original: Callable[..., Awaitable[Any]]) -> Any:
+    """FastStream's parser, minus its failure on header values that are not UTF-8.
 
-    def __init__(self, broker: KafkaBroker) -> None:
-        self._broker = broker
+    Spring's kafka_correlationId is a binary UUID; FastStream decodes every header as text. The
+    parsed message sees such values with replacement characters; ``raw_message`` keeps the
+    original bytes, which is what replies echo.
+    """
+    if all(_is_text(value) for _, value in record.headers or ()):
+        return await original(record)
+    readable = copy.copy(record)
+    readable.headers = [(k, v if _is_text(v) else b"") for k, v in record.headers]
+    message = await original(readable)
+    message.raw_message = record
+    return message
+
+
+def _is_text(value: bytes | None) -> bool:
+    try:
+        (value or b"").decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class Counters:
+    """Process-wide counters, served as JSON on the health listener's /metrics."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, int] = {}
+
+    def add(self, name: str, amount: int = 1) -> None:
+        self.values[name] = self.values.get(name, 0) + amount
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyAddress:
+    """Where and how to answer: FastStream's convention or Spring Kafka's ReplyingKafkaTemplate."""
+
+    topic: str
+    partition: int | None
+    headers: list[tuple[str, bytes]]
+
+
+def reply_address(headers: dict[str, bytes]) -> ReplyAddress | None:
+    """The reply's destination in the convention the request used, or None if none was asked for."""
+    spring_topic = headers.get(h.SPRING_REPLY_TOPIC)
+    if spring_topic:
+        raw_partition = headers.get(h.SPRING_REPLY_PARTITION)
+        partition = int.from_bytes(raw_partition, "big", signed=True) if raw_partition else None
+        # Spring matches replies on the exact correlation bytes (a 16-byte binary UUID by default).
+        echoed = (
+            [(h.SPRING_CORRELATION_ID, headers[h.SPRING_CORRELATION_ID])]
+            if h.SPRING_CORRELATION_ID in headers
+            else []
+        )
+        return ReplyAddress(spring_topic.decode(), partition, echoed)
+    reply_to = headers.get(h.REPLY_TO)
+    if reply_to:
+        correlation = headers.get(h.CORRELATION_ID)
+        return ReplyAddress(reply_to.decode(), None, [(h.CORRELATION_ID, correlation)] if correlation else [])
+    return None
+
+
+class Replier:
+    """Answers requests that asked for an answer, in the convention they used, unless too late.
+
+    Replies go through a producer of their own: raw header bytes (Spring's correlation id) pass
+    through unchanged, and a reply waits for the leader only (acks=1) — a lost reply is a caller
+    timeout, not lost data, and every millisecond counts while a caller waits.
+    """
+
+    def __init__(
+        self, *, bootstrap_servers: str, counters: Counters, client_id: str = "contact-service-replies"
+    ) -> None:
+        self._options: dict[str, Any] = {
+            "bootstrap_servers": bootstrap_servers,
+            "client_id": client_id,
+            "acks": 1,
+            "linger_ms": 0,
+        }
+        self._producer: AIOKafkaProducer | None = None
+        self.counters = counters
+
+    async def start(self) -> None:
+        # Created here, not in __init__: aiokafka binds to the running event loop.
+        self._producer = AIOKafkaProducer(**self._options)
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    def expired(self, record: ConsumerRecord[Any, Any]) -> bool:
+        """True (and counted) when the request carries a deadline that has passed."""
+        raw = header_map(record).get(h.DEADLINE)
+        if not raw:
+            return False
+        try:
+            deadline_ms = int(raw)
+        except ValueError:
+            return False
+        if time.time() * 1000 <= deadline_ms:
+            return False
+        self.counters.add(f"deadline_expired.{record.topic}")
+        return True
 
     async def reply(self, record: ConsumerRecord[Any, Any], body: BaseModel | dict[str, Any]) -> bool:
-        headers = header_map(record)
-        reply_to = headers.get(h.REPLY_TO, b"").decode()
-        if not reply_to:
+        """Send ``body`` back if the request asked for a reply; False if it did not."""
+        address = reply_address(header_map(record))
+        if address is None:
             return False
-        payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
-        correlation_id = headers.get(h.CORRELATION_ID, b"").decode() or None
-        await self._broker.publish(payload, topic=reply_to, correlation_id=correlation_id)
+        if self.expired(record):
+            return True  # asked for, but nobody is waiting any more: answering late helps no one
+        payload = body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body)
+        assert self._producer is not None, "Replier.start() was not awaited"
+        await self._producer.send_and_wait(
+            address.topic,
+            payload.encode(),
+            partition=address.partition,
+            headers=[("content-type", b"application/json"), *address.headers],
+        )
+        self.counters.add("replies_sent")
         return True
 
 

@@ -28,6 +28,8 @@ def build_router(*, settings: Settings, svc: Services, replier: Replier, router:
         ),
     )
     async def on_query(query: q.ContactQuery, message: KafkaMessage) -> None:
+        if replier.expired(message.raw_message):  # type: ignore[arg-type]
+            return  # the caller gave up; counted, not answered late
         reply: ContactReply | ContactListReply
         if isinstance(query, q.GetContact):
             reply = await queries.get_contact(query, svc=svc)
