@@ -17,6 +17,8 @@ class ErrorCode(StrEnum):
     STALE_VERSION = "STALE_VERSION"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     PROCESSING_FAILED = "PROCESSING_FAILED"
+    UNAVAILABLE = "UNAVAILABLE"
+    """The store or broker did not answer in time; asking again later may succeed."""
 
 
 class Error(BaseModel):

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
         ge=1,
         description="Attempts before a message failing for an unknown reason is dead-lettered.",
     )
+    lookup_workers: int = Field(
+        16, ge=1, le=256, description="Lookups answered concurrently per instance (they are read-only)."
+    )
     health_host: str = Field("127.0.0.1", description="Health/readiness HTTP listener address.")
     health_port: int = Field(
         8080, ge=0, le=65535, description="Health/readiness HTTP port (0: pick a free port)."

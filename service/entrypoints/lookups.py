@@ -6,9 +6,10 @@ from faststream.middlewares import AckPolicy
 
 from contracts import queries as q
 from contracts import topics
-from contracts.replies import BatchLookupReply, ContactReply
+from contracts.errors import Error, ErrorCode
+from contracts.replies import BatchLookupReply, ContactReply, ErrorReply
 from service.config import Settings
-from service.entrypoints.messaging import Replier
+from service.entrypoints.messaging import TRANSIENT_ERRORS, Replier, log
 from service.service_layer import queries
 from service.service_layer.context import Services
 
@@ -17,8 +18,12 @@ def build_router(*, settings: Settings, svc: Services, replier: Replier, router:
     @router.subscriber(
         settings.topic(topics.LOOKUPS),
         group_id=f"{settings.consumer_group}.lookups",
+        # A lookup is only worth answering while its caller waits: commit first and answer many
+        # at once. After a crash the caller's timeout (and retry) covers the lost request; a new
+        # group starting from the earliest offset drops old requests by their deadline.
         auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        ack_policy=AckPolicy.ACK_FIRST,
+        max_workers=settings.lookup_workers,
         no_reply=True,
         title="contact-lookups",
         description=(
@@ -33,9 +38,13 @@ def build_router(*, settings: Settings, svc: Services, replier: Replier, router:
     async def on_lookup(query: q.LookupQuery, message: KafkaMessage) -> None:
         if replier.expired(message.raw_message):  # type: ignore[arg-type]
             return  # the caller gave up; counted, not answered late
-        reply: ContactReply | BatchLookupReply
-        if isinstance(query, q.LookupContact):
-            reply = await queries.lookup_contact(query, svc=svc)
-        else:
-            reply = await queries.batch_lookup_contacts(query, svc=svc)
+        reply: ContactReply | BatchLookupReply | ErrorReply
+        try:
+            if isinstance(query, q.LookupContact):
+                reply = await queries.lookup_contact(query, svc=svc)
+            else:
+                reply = await queries.batch_lookup_contacts(query, svc=svc)
+        except TRANSIENT_ERRORS as exc:
+            log.warning("lookup failed: %r", exc)
+            reply = ErrorReply(error=Error(code=ErrorCode.UNAVAILABLE, message="store unavailable, retry"))
         await replier.reply(message.raw_message, reply)  # type: ignore[arg-type]

@@ -3,7 +3,12 @@ and the running service's readiness."""
 
 import asyncio
 import json
-import uuid
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -127,7 +132,72 @@ async def test_readiness_fails_when_the_store_is_unreachable(endpoints: Endpoint
             health_port=0,
         )
     )
-    ready = await application.health.readiness()
-    assert ready == {"broker": False, "store": False} or ready["store"] is False
-    await application.mongo.close()
-    _ = uuid
+    await application.broker.connect()  # the broker only: no subscribers against a dead store
+    try:
+        assert await application.health.readiness() == {"broker": True, "store": False}
+    finally:
+        await application.broker.stop()
+        await application.mongo.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_console_script_starts_reports_ready_and_stops_cleanly_on_sigterm(
+    endpoints: Endpoints, isolation: tuple[str, str]
+) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka,
+        "MONGODB_URL": endpoints.mongodb,
+        "MONGODB_DATABASE": isolation[1],
+        "TOPIC_PREFIX": isolation[0],
+        "CONSUMER_GROUP": f"{isolation[0]}svc",
+        "HEALTH_PORT": str(port),
+    }
+    script = Path(sys.executable).parent / "contact-service"
+    process = await asyncio.create_subprocess_exec(
+        str(script), env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        ready = False
+        for _ in range(120):
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET /readyz HTTP/1.1\r\n\r\n")
+                ready = (await reader.read()).startswith(b"HTTP/1.1 200")
+                writer.close()
+            except ConnectionError:
+                pass
+            if ready:
+                break
+            await asyncio.sleep(0.5)
+        assert ready, "service never reported ready"
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), 30)
+        output = (await process.stdout.read()).decode()  # type: ignore[union-attr]
+        assert code == 0, output
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        cleanup = AsyncMongoClient(endpoints.mongodb)
+        await cleanup.drop_database(isolation[1])
+        await cleanup.close()
+
+
+def test_a_bad_setting_stops_start_up_with_a_clear_error() -> None:
+    script = Path(sys.executable).parent / "contact-service"
+    result = subprocess.run(
+        [str(script)],
+        env={**os.environ, "DEFAULT_REGION": "Atlantis", "TOPIC_PARTITIONS": "0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "DEFAULT_REGION" in result.stderr and "TOPIC_PARTITIONS" in result.stderr, result.stderr
