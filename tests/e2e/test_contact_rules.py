@@ -416,3 +416,52 @@ async def test_a_failure_after_the_write_means_redelivery_never_loss_or_double_a
     # so consumers dedupe. Never a second, different change.
     assert {e["event_id"] for e in events} == {events[0]["event_id"]}
     assert {e["type"] for e in events} == {"contact.created"}
+
+
+async def test_bulk_create_reports_each_item_and_applies_the_rest(
+    running_service: Application, client: ContactClient
+) -> None:
+    taken = await ok(await client.command(create(ACME, phones=["+15551230050"])))
+    bulk = c.BulkCreateContacts(
+        command_id=cid(),
+        customer_id=ACME,
+        contacts=[
+            {"first_name": "Fine", "external_id": "crm-1", "phone_numbers": [{"number": "+15551230051"}]},
+            {"first_name": "Bad phone", "phone_numbers": [{"number": "not a number"}]},
+            {"first_name": "Taken", "phone_numbers": [{"number": "(555) 123-0050"}]},
+            {"first_name": "Unknown field", "id": "forged"},
+            {"first_name": "Twin", "phone_numbers": [{"number": "+15551230051"}]},
+            {"first_name": "Fine again", "external_id": "crm-1", "company": "Same CRM record"},
+        ],
+    )
+    reply = await client.bulk_create(bulk)
+    assert reply.ok
+    assert [(i.index, i.status, i.error.code if i.error else None) for i in reply.items] == [
+        (0, "created", None),
+        (1, "failed", "INVALID_ARGUMENT"),
+        (2, "failed", "ADDRESS_ALREADY_EXISTS"),
+        (3, "failed", "INVALID_ARGUMENT"),
+        (4, "failed", "ADDRESS_ALREADY_EXISTS"),
+        (5, "updated", None),  # same external_id: an upsert of item 0's contact
+    ]
+    assert [e.error.field for e in reply.errors] == [  # type: ignore[union-attr]
+        "contacts[1].phone_numbers[0].number",
+        "contacts[2].phone_numbers[0].number",
+        "contacts[3].id",
+        "contacts[4].phone_numbers[0].number",
+    ]
+    assert (reply.created, reply.updated, reply.failed) == (1, 1, 4)
+    upserted = reply.items[5].contact
+    assert upserted is not None and upserted.id == reply.items[0].contact.id  # type: ignore[union-attr]
+    assert upserted.company == "Same CRM record"
+    # Replaying the bulk command answers the same and creates nothing more.
+    assert await client.bulk_create(bulk) == reply
+    assert len((await client.list_contacts(ACME)).result) == 2
+
+    gone = c.BulkDeleteContacts(
+        command_id=cid(), customer_id=ACME, contact_ids=[taken.id, upserted.id, "no-such-contact"]
+    )
+    deleted = await client.bulk_delete(gone)
+    assert (deleted.deleted, deleted.not_found) == (2, ["no-such-contact"])
+    assert (await client.list_contacts(ACME)).result == []
+    assert await client.bulk_delete(gone) == deleted
