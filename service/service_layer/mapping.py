@@ -5,7 +5,7 @@ import uuid
 from contracts import models as wire
 from contracts.errors import Error, ErrorCode
 from service.domain.errors import DomainError
-from service.domain.model import Contact, Email, NewEmail, NewPhoneNumber, PhoneNumber
+from service.domain.model import SCALAR_FIELDS, Contact, Email, NewEmail, NewPhoneNumber, PhoneNumber
 from service.domain.normalize import normalize_email, normalize_phone
 
 # Fixed namespace: ids derived from (customer, command) are the same on every redelivery.
@@ -87,16 +87,7 @@ def new_email(e: wire.EmailInput, *, field: str) -> NewEmail:
 def scalar_fields(model: wire.ContactInput | wire.ContactPatch) -> dict[str, str]:
     """The scalar fields a payload actually gave (a patch's absent fields stay absent)."""
     out: dict[str, str] = {}
-    for name in (
-        "first_name",
-        "last_name",
-        "display_name",
-        "company",
-        "job_title",
-        "notes",
-        "source",
-        "external_id",
-    ):
+    for name in SCALAR_FIELDS:
         if name not in model.model_fields_set and isinstance(model, wire.ContactPatch):
             continue
         value = getattr(model, name)
