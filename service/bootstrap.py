@@ -16,16 +16,18 @@ from pymongo import AsyncMongoClient
 
 from contracts import topics
 from contracts.events import ContactEvent
+from contracts.sync import SyncResult
 from service.adapters.kafka import KafkaEventPublisher
 from service.adapters.mongo import (
     MongoAddressBook,
     MongoCommandLog,
     MongoContactRepository,
+    MongoSyncStates,
     ensure_schema,
     make_client,
 )
 from service.config import Settings
-from service.entrypoints import commands, lookups, queries
+from service.entrypoints import commands, crm_sync, lookups, queries
 from service.entrypoints.health import HealthServer
 from service.entrypoints.messaging import (
     Counters,
@@ -102,12 +104,23 @@ def build(
         ),
         schema=bytes,
     )
+    sync_results = router.publisher(
+        settings.topic(topics.SYNC_RESULTS),
+        title="crm-sync-results",
+        description=(
+            "One SyncResult per CRM sync item that could not be applied (for example "
+            "ADDRESS_ALREADY_EXISTS when a synced number belongs to another contact), keyed like "
+            "the sync message, with the source topic/partition/offset."
+        ),
+        schema=SyncResult,
+    )
     services = Services(
         contacts=MongoContactRepository(db),
         addresses=MongoAddressBook(db),
         log=MongoCommandLog(db),
         events=KafkaEventPublisher(events),
         clock=UtcClock(),
+        sync_states=MongoSyncStates(db),
         default_region=settings.default_region,
         claim_grace=timedelta(seconds=settings.claim_grace_seconds),
     )
@@ -115,9 +128,10 @@ def build(
         services = adapt(services)
     counters = Counters()
     replier = Replier(bootstrap_servers=settings.kafka_bootstrap_servers, counters=counters)
+    dead_letters = DeadLetters(dead_letter_publisher)
     policy = FailurePolicy(
         replier=replier,
-        dead_letters=DeadLetters(dead_letter_publisher),
+        dead_letters=dead_letters,
         backoff_max=settings.retry_backoff_max_seconds,
         max_attempts=settings.max_delivery_attempts,
     )
@@ -125,6 +139,16 @@ def build(
         module_router = KafkaRouter(middlewares=[policy], parser=tolerant_parser)
         module.build_router(settings=settings, svc=services, replier=replier, router=module_router)
         router.include_router(module_router)
+    sync_router = KafkaRouter(middlewares=[policy])
+    crm_sync.build_router(
+        settings=settings,
+        svc=services,
+        dead_letters=dead_letters,
+        results=sync_results,
+        counters=counters,
+        router=sync_router,
+    )
+    router.include_router(sync_router)
     broker.include_router(router)
 
     async def mongo_ready() -> bool:

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     lookup_workers: int = Field(
         16, ge=1, le=256, description="Lookups answered concurrently per instance (they are read-only)."
     )
+    sync_batch_size: int = Field(
+        500, ge=1, le=10000, description="CRM sync messages consumed and written per batch."
+    )
     health_host: str = Field("127.0.0.1", description="Health/readiness HTTP listener address.")
     health_port: int = Field(
         8080, ge=0, le=65535, description="Health/readiness HTTP port (0: pick a free port)."

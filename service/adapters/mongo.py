@@ -11,19 +11,20 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from service.domain.model import Address, Contact, Email, PhoneNumber
-from service.service_layer.ports import Claim, LoggedOutcome, Outcome, StoredContact
+from service.service_layer.ports import Claim, LoggedOutcome, Outcome, StoredContact, SyncState
 
 Doc = dict[str, Any]
 
 CONTACTS = "contacts"
 ADDRESSES = "contact_addresses"
 COMMAND_LOG = "processed_commands"
+SYNC_STATE = "crm_sync_state"
 
 
 def _key(*parts: str) -> str:
@@ -178,6 +179,16 @@ class MongoContactRepository:
             return False
         return True
 
+    async def insert_many(self, *, items: Sequence[tuple[Contact, Outcome]]) -> set[str]:
+        if not items:
+            return set()
+        docs = [contact_to_doc(contact, outcome) for contact, outcome in items]
+        try:
+            await self._contacts.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            return _duplicates(exc, [d["_id"] for d in docs])
+        return set()
+
     async def replace(self, *, contact: Contact, expected_version: int, outcome: Outcome) -> bool:
         result = await self._contacts.replace_one(
             # Compare-and-set on the version. An _id lookup plus one field on MongoDB; FerretDB
@@ -238,6 +249,34 @@ class MongoAddressBook:
             return existing or Claim("", now)
         return None
 
+    async def claim_many(
+        self, *, customer_id: str, wanted: Sequence[tuple[Address, str]], now: datetime
+    ) -> dict[Address, Claim]:
+        if not wanted:
+            return {}
+        docs = [
+            {
+                "_id": self._id(customer_id, address),
+                "customer_id": customer_id,
+                "kind": address.kind,
+                "value": address.value,
+                "contact_id": contact_id,
+                "claimed_at": now,
+            }
+            for address, contact_id in wanted
+        ]
+        try:
+            await self._claims.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            taken_ids = _duplicates(exc, [d["_id"] for d in docs])
+            taken = [
+                address for (address, _), doc in zip(wanted, docs, strict=True) if doc["_id"] in taken_ids
+            ]
+            owners = await self.owners(customer_id=customer_id, addresses=taken)
+            # Released since our insert failed: report it taken anyway; the caller retries singly.
+            return {address: owners.get(address) or Claim("", now) for address in taken}
+        return {}
+
     async def take_over(
         self, *, customer_id: str, address: Address, stale: Claim, contact_id: str, now: datetime
     ) -> bool:
@@ -285,6 +324,57 @@ class MongoCommandLog:
         await self._log.update_one({"_id": _key(customer_id, command_id)}, {"$set": {"published": True}})
 
 
+class MongoSyncStates:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._states: AsyncCollection[Doc] = db[SYNC_STATE]
+
+    async def get_many(self, *, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], SyncState]:
+        # Concurrent point reads by _id rather than $in: indexed on every store.
+        docs = await asyncio.gather(*(self._states.find_one({"_id": _key(*k)}) for k in keys))
+        return {
+            key: SyncState(
+                customer_id=doc["customer_id"],
+                external_id=doc["external_id"],
+                crm=doc["crm"],
+                order=doc["order"],
+                contact_id=doc["contact_id"],
+                deleted=doc["deleted"],
+            )
+            for key, doc in zip(keys, docs, strict=True)
+            if doc is not None and doc["customer_id"] == key[0]
+        }
+
+    async def put_many(self, *, states: Sequence[SyncState]) -> None:
+        if not states:
+            return
+        await self._states.bulk_write(
+            [
+                ReplaceOne(
+                    {"_id": _key(s.customer_id, s.external_id)},
+                    {
+                        "customer_id": s.customer_id,
+                        "external_id": s.external_id,
+                        "crm": s.crm,
+                        "order": s.order,
+                        "contact_id": s.contact_id,
+                        "deleted": s.deleted,
+                    },
+                    upsert=True,
+                )
+                for s in states
+            ],
+            ordered=False,
+        )
+
+
+def _duplicates(exc: BulkWriteError, ids: list[Any]) -> set[Any]:
+    """The ids a bulk insert found existing; anything but duplicate keys is re-raised."""
+    errors = exc.details.get("writeErrors", [])
+    if any(e.get("code") != 11000 for e in errors) or exc.details.get("writeConcernErrors"):
+        raise exc
+    return {ids[e["index"]] for e in errors}
+
+
 # --- setup ---
 
 INDEXES: dict[str, list[IndexModel]] = {
@@ -309,6 +399,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     ADDRESSES: [IndexModel([("contact_id", ASCENDING)], name="contact")],
     COMMAND_LOG: [],
+    SYNC_STATE: [],
 }
 
 

@@ -31,12 +31,13 @@ from contracts.commands import COMMAND_ADAPTER
 from contracts.errors import Error, ErrorCode
 from contracts.queries import LOOKUP_ADAPTER, QUERY_ADAPTER
 from contracts.replies import ErrorReply
+from contracts.sync import SYNC_ADAPTER
 
 log = logging.getLogger("contact_service")
 
 MESSAGE_TYPES: frozenset[object] = frozenset(
     tag
-    for adapter in (COMMAND_ADAPTER, QUERY_ADAPTER, LOOKUP_ADAPTER)
+    for adapter in (COMMAND_ADAPTER, QUERY_ADAPTER, LOOKUP_ADAPTER, SYNC_ADAPTER)
     for tag in adapter.json_schema()["discriminator"]["mapping"]
 )
 
@@ -56,16 +57,20 @@ async def tolerant_parser(record: ConsumerRecord[Any, Any], original: Callable[.
     """FastStream's parser, minus its failure on header values that are not UTF-8.
 
     Spring's kafka_correlationId is a binary UUID; FastStream decodes every header as text. The
-    parsed message sees such values with replacement characters; ``raw_message`` keeps the
-    original bytes, which is what replies echo.
+    parsed message sees such values blanked; ``raw_message`` keeps the original bytes, which is
+    what replies echo.
     """
     if all(_is_text(value) for _, value in record.headers or ()):
         return await original(record)
     readable = copy.copy(record)
-    readable.headers = [(k, v if _is_text(v) else b"") for k, v in record.headers]
+    readable.headers = readable_headers(record.headers)
     message = await original(readable)
     message.raw_message = record
     return message
+
+
+def readable_headers(headers: Any) -> list[tuple[str, bytes]]:
+    return [(k, v if _is_text(v) else b"") for k, v in headers or ()]
 
 
 def _is_text(value: bytes | None) -> bool:
@@ -274,24 +279,28 @@ class _FailureMiddleware(BaseMiddleware):
         exc_val: BaseException | None = None,
         exc_tb: TracebackType | None = None,
     ) -> bool | None:
-        record: ConsumerRecord[Any, Any] = self.msg
-        where = (record.topic, record.partition, record.offset)
+        # A batch subscriber hands over a tuple of records: the rules apply to all of them.
+        records: tuple[ConsumerRecord[Any, Any], ...] = (
+            self.msg if isinstance(self.msg, tuple) else (self.msg,)
+        )
+        first = records[0]
+        where = (first.topic, first.partition, first.offset)
         if exc_val is None or not isinstance(exc_val, Exception):
             self.policy.attempts.pop(where, None)
             return False
         policy = self.policy
         error = input_error(exc_val)
         if error is not None:
-            await reject(record, error, replier=policy.replier, dead_letters=policy.dead_letters)
+            for record in records:
+                await reject(record, error, replier=policy.replier, dead_letters=policy.dead_letters)
             return True  # handled: commit and move on
         attempt = policy.attempts[where] = policy.attempts.get(where, 0) + 1
         if not isinstance(exc_val, TRANSIENT_ERRORS) and attempt >= policy.max_attempts:
             policy.attempts.pop(where, None)
             log.exception("giving up on %s after %d attempts", where, attempt, exc_info=exc_val)
-            await policy.dead_letters.send(
-                record,
-                Error(code=ErrorCode.PROCESSING_FAILED, message=f"could not be applied: {exc_val!r}"),
-            )
+            failure = Error(code=ErrorCode.PROCESSING_FAILED, message=f"could not be applied: {exc_val!r}")
+            for record in records:
+                await policy.dead_letters.send(record, failure)
             return True
         delay = min(policy.backoff_max, 0.1 * 2 ** min(attempt, 10))
         log.warning("attempt %d on %s failed (%r); retrying in %.1fs", attempt, where, exc_val, delay)

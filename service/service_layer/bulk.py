@@ -17,6 +17,7 @@ from service.service_layer import mapping
 from service.service_layer.addresses import claim_addresses, release_addresses, resolve
 from service.service_layer.commands import (
     ConcurrentChange,
+    Origin,
     build_contact,
     change_event,
     set_fields,
@@ -80,8 +81,28 @@ async def bulk_create_contacts(command: c.BulkCreateContacts, svc: Services) -> 
 async def _upsert_item(
     command: c.BulkCreateContacts, index: int, contact_input: ContactInput, svc: Services
 ) -> tuple[BulkItemResult, list[JsonDict]]:
-    item_command_id = f"{command.command_id}#{index}"
-    customer_id = command.customer_id
+    return await upsert_by_external_id(
+        origin=command,
+        customer_id=command.customer_id,
+        item_command_id=f"{command.command_id}#{index}",
+        index=index,
+        prefix=f"contacts[{index}]",
+        contact_input=contact_input,
+        svc=svc,
+    )
+
+
+async def upsert_by_external_id(
+    *,
+    origin: Origin,
+    customer_id: str,
+    item_command_id: str,
+    index: int,
+    prefix: str,
+    contact_input: ContactInput,
+    svc: Services,
+) -> tuple[BulkItemResult, list[JsonDict]]:
+    """Create the contact, or make the active contact with its external_id look like it."""
     new_id = mapping.derived_id("contact", customer_id, item_command_id)
     target = None
     if contact_input.external_id:
@@ -95,7 +116,6 @@ async def _upsert_item(
         and stored.last_outcome.command_id == item_command_id
     ):
         return BulkItemResult.model_validate(stored.last_outcome.reply), stored.last_outcome.events
-    prefix = f"contacts[{index}]"
     try:
         if stored is None or stored.contact.is_deleted:
             contact, wanted = build_contact(
@@ -146,11 +166,11 @@ async def _upsert_item(
             return BulkItemResult(index=index, status="updated", contact=mapping.contact_to_wire(contact)), []
         contact.touch(svc.clock.now())
     item = BulkItemResult(index=index, status=status, contact=mapping.contact_to_wire(contact))  # type: ignore[arg-type]
-    item_events = [change_event(command, contact, changed, created=status == "created")]
+    item_events = [change_event(origin, contact, changed, created=status == "created")]
     outcome = Outcome(
         customer_id=customer_id,
         command_id=item_command_id,
-        command_type=command.type,
+        command_type=origin.type,
         reply=item.model_dump(mode="json"),
         events=item_events,
     )
@@ -172,31 +192,42 @@ async def bulk_delete_contacts(command: c.BulkDeleteContacts, svc: Services) -> 
     deleted, not_found = 0, []
     customer_id = command.customer_id
     for contact_id in dict.fromkeys(command.contact_ids):
-        item_command_id = f"{command.command_id}#{contact_id}"
-        for _ in range(5):
-            stored = await svc.contacts.get(customer_id=customer_id, contact_id=contact_id)
-            if stored is None:
-                not_found.append(contact_id)
-                break
-            if stored.last_outcome is not None and stored.last_outcome.command_id == item_command_id:
-                deleted += 1
-                events.extend(stored.last_outcome.events)
-                break
-            contact = stored.contact
-            if contact.is_deleted:
-                not_found.append(contact_id)
-                break
-            before_version, before = contact.version, contact.addresses()
-            contact.delete(svc.clock.now())
-            contact.touch(svc.clock.now())
-            item_events = [change_event(command, contact, ["tm_delete"])]
-            outcome = Outcome(customer_id, item_command_id, command.type, {}, item_events)
-            if await svc.contacts.replace(contact=contact, expected_version=before_version, outcome=outcome):
-                await release_addresses(before, customer_id=customer_id, contact_id=contact_id, svc=svc)
-                deleted += 1
-                events.extend(item_events)
-                break
+        item_events = await delete_by_id(
+            origin=command,
+            customer_id=customer_id,
+            contact_id=contact_id,
+            item_command_id=f"{command.command_id}#{contact_id}",
+            svc=svc,
+        )
+        if item_events is None:
+            not_found.append(contact_id)
         else:
-            raise ConcurrentChange(contact_id)
+            deleted += 1
+            events.extend(item_events)
     reply = BulkDeleteReply(deleted=deleted, not_found=not_found)
     return Outcome(customer_id, command.command_id, command.type, reply.model_dump(mode="json"), events)
+
+
+async def delete_by_id(
+    *, origin: Origin, customer_id: str, contact_id: str, item_command_id: str, svc: Services
+) -> list[JsonDict] | None:
+    """Soft-delete one contact; its events (again, when this item did it before), or None if there
+    is no active contact to delete."""
+    for _ in range(5):
+        stored = await svc.contacts.get(customer_id=customer_id, contact_id=contact_id)
+        if stored is None:
+            return None
+        if stored.last_outcome is not None and stored.last_outcome.command_id == item_command_id:
+            return stored.last_outcome.events
+        contact = stored.contact
+        if contact.is_deleted:
+            return None
+        before_version, before = contact.version, contact.addresses()
+        contact.delete(svc.clock.now())
+        contact.touch(svc.clock.now())
+        item_events = [change_event(origin, contact, ["tm_delete"])]
+        outcome = Outcome(customer_id, item_command_id, origin.type, {}, item_events)
+        if await svc.contacts.replace(contact=contact, expected_version=before_version, outcome=outcome):
+            await release_addresses(before, customer_id=customer_id, contact_id=contact_id, svc=svc)
+            return item_events
+    raise ConcurrentChange(contact_id)

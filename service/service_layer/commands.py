@@ -5,7 +5,7 @@ outcome written with the contact is returned as-is when the command turns out to
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from contracts import commands as c
 from contracts.events import Cause, ContactCreated, ContactDeleted, ContactUpdated
@@ -17,6 +17,15 @@ from service.service_layer import mapping
 from service.service_layer.addresses import claim_addresses, release_addresses
 from service.service_layer.context import Services
 from service.service_layer.ports import JsonDict, Outcome
+
+
+class Origin(Protocol):
+    """What caused a change, as events name it: a command, a bulk item or a CRM sync message."""
+
+    @property
+    def command_id(self) -> str: ...
+    @property
+    def type(self) -> str: ...
 
 
 class ConcurrentChange(Exception):
@@ -41,9 +50,7 @@ def _outcome(command: c.ContactCommand, reply: JsonDict, events: list[JsonDict])
     )
 
 
-def change_event(
-    command: c.ContactCommand, contact: Contact, changed: list[str], *, created: bool = False
-) -> JsonDict:
+def change_event(command: Origin, contact: Contact, changed: list[str], *, created: bool = False) -> JsonDict:
     kind = ContactCreated if created else ContactDeleted if contact.is_deleted else ContactUpdated
     event = kind(
         event_id=mapping.derived_id("event", contact.customer_id, contact.id, str(contact.version)),

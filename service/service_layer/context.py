@@ -9,6 +9,7 @@ from service.service_layer.ports import (
     CommandLog,
     ContactRepository,
     EventPublisher,
+    SyncStates,
 )
 
 
@@ -19,6 +20,7 @@ class Services:
     log: CommandLog
     events: EventPublisher
     clock: Clock
+    sync_states: SyncStates
     default_region: str = "US"
     claim_grace: timedelta = timedelta(seconds=30)
     """How long a claim whose owner does not (yet) hold the address still counts: covers the gap

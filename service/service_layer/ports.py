@@ -60,6 +60,9 @@ class ContactRepository(Protocol):
     async def insert(self, *, contact: Contact, outcome: Outcome) -> bool:
         """False when a contact with this id exists already."""
 
+    async def insert_many(self, *, items: Sequence[tuple[Contact, Outcome]]) -> set[str]:
+        """Insert new contacts in one round trip; returns the ids that existed already."""
+
     async def replace(self, *, contact: Contact, expected_version: int, outcome: Outcome) -> bool:
         """Compare-and-set on the version: False when someone else changed the contact first."""
 
@@ -80,6 +83,12 @@ class AddressBook(Protocol):
         self, *, customer_id: str, address: Address, contact_id: str, now: datetime
     ) -> Claim | None:
         """Claim a free address; return the existing claim when it is taken (maybe by us)."""
+
+    async def claim_many(
+        self, *, customer_id: str, wanted: Sequence[tuple[Address, str]], now: datetime
+    ) -> dict[Address, Claim]:
+        """Claim many free (address, contact id) pairs in one round trip; returns the claims that
+        were taken already (maybe by the same contact), the rest are now claimed."""
 
     async def take_over(
         self, *, customer_id: str, address: Address, stale: Claim, contact_id: str, now: datetime
@@ -102,3 +111,23 @@ class CommandLog(Protocol):
 class EventPublisher(Protocol):
     async def publish(self, *, events: Sequence[JsonDict]) -> None:
         """Return only once every event is durably on the broker."""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncState:
+    """The newest CRM state applied for one (customer, external_id)."""
+
+    customer_id: str
+    external_id: str
+    crm: str
+    order: int
+    contact_id: str
+    deleted: bool
+
+
+class SyncStates(Protocol):
+    async def get_many(self, *, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], SyncState]:
+        """By (customer_id, external_id); point reads."""
+
+    async def put_many(self, *, states: Sequence[SyncState]) -> None:
+        """Upsert in one round trip (one writer per key: sync messages are keyed by it)."""

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from service.domain.model import Address, Contact
 from service.service_layer.context import Services
-from service.service_layer.ports import Claim, JsonDict, LoggedOutcome, Outcome, StoredContact
+from service.service_layer.ports import Claim, JsonDict, LoggedOutcome, Outcome, StoredContact, SyncState
 
 
 class FakeClock:
@@ -39,6 +39,13 @@ class FakeContacts:
             return False
         self.rows[contact.id] = (copy.deepcopy(contact), outcome)
         return True
+
+    async def insert_many(self, *, items: Sequence[tuple[Contact, Outcome]]) -> set[str]:
+        return {
+            contact.id
+            for contact, outcome in items
+            if not await self.insert(contact=contact, outcome=outcome)
+        }
 
     async def replace(self, *, contact: Contact, expected_version: int, outcome: Outcome) -> bool:
         row = self.rows.get(contact.id)
@@ -76,6 +83,18 @@ class FakeAddressBook:
         self.claims[(customer_id, address)] = Claim(contact_id, now)
         return None
 
+    async def claim_many(
+        self, *, customer_id: str, wanted: Sequence[tuple[Address, str]], now: datetime
+    ) -> dict[Address, Claim]:
+        taken: dict[Address, Claim] = {}
+        for address, contact_id in wanted:
+            existing = await self.claim(
+                customer_id=customer_id, address=address, contact_id=contact_id, now=now
+            )
+            if existing is not None:
+                taken[address] = existing
+        return taken
+
     async def take_over(
         self, *, customer_id: str, address: Address, stale: Claim, contact_id: str, now: datetime
     ) -> bool:
@@ -105,6 +124,22 @@ class FakeCommandLog:
         self.entries[(customer_id, command_id)] = LoggedOutcome(entry.outcome, True)
 
 
+class FakeSyncStates:
+    def __init__(self) -> None:
+        self.states: dict[tuple[str, str], SyncState] = {}
+        self.fail_next = 0
+
+    async def get_many(self, *, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], SyncState]:
+        return {k: self.states[k] for k in keys if k in self.states}
+
+    async def put_many(self, *, states: Sequence[SyncState]) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ConnectionError("store unreachable (fake)")
+        for state in states:
+            self.states[(state.customer_id, state.external_id)] = state
+
+
 class FakePublisher:
     def __init__(self) -> None:
         self.published: list[JsonDict] = []
@@ -124,6 +159,7 @@ def make_services(**overrides: object) -> Services:
         "log": FakeCommandLog(),
         "events": FakePublisher(),
         "clock": FakeClock(),
+        "sync_states": FakeSyncStates(),
     }
     defaults.update(overrides)
     return Services(**defaults)  # type: ignore[arg-type]

@@ -1,0 +1,100 @@
+"""CRM sync ingestion: batches of connector messages, applied in bulk, failures reported per item."""
+
+import asyncio
+import copy
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.publisher.usecase import DefaultPublisher as KafkaPublisher
+from faststream.middlewares import AckPolicy
+from pydantic import ValidationError
+
+from contracts import topics
+from contracts.errors import Error, ErrorCode
+from contracts.sync import SYNC_ADAPTER, SyncResult, sync_key
+from service.config import Settings
+from service.entrypoints.messaging import Counters, DeadLetters, input_error, readable_headers
+from service.service_layer.context import Services
+from service.service_layer.sync import SyncMessage, apply_sync_batch
+
+
+async def _batch_parser(
+    records: tuple[ConsumerRecord[Any, Any], ...], original: Callable[..., Awaitable[Any]]
+) -> Any:
+    """FastStream's batch parser, minus its failure on header values that are not UTF-8."""
+    readable = []
+    for record in records:
+        clean = copy.copy(record)
+        clean.headers = readable_headers(record.headers)
+        readable.append(clean)
+    message = await original(tuple(readable))
+    message.raw_message = records
+    return message
+
+
+async def _records(message: Any, original: Callable[..., Awaitable[Any]]) -> Any:
+    """No decoding: the handler parses each record itself, so one bad record cannot sink a batch."""
+    return list(message.raw_message)
+
+
+def build_router(
+    *,
+    settings: Settings,
+    svc: Services,
+    dead_letters: DeadLetters,
+    results: KafkaPublisher,
+    counters: Counters,
+    router: KafkaRouter,
+) -> None:
+    @router.subscriber(
+        settings.topic(topics.CRM_SYNC),
+        batch=True,
+        max_records=settings.sync_batch_size,
+        group_id=f"{settings.consumer_group}.crm-sync",
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=_batch_parser,
+        decoder=_records,
+        title="crm-sync",
+        description=(
+            "Upserts and deletes from CRM sync connectors (contracts.sync: crm_contact_upserted, "
+            "crm_contact_deleted), keyed by customer_id/external_id. Consumed in batches and written "
+            "in bulk; each external contact's newest state (by crm_version, else crm_updated_at) is "
+            "applied once, anything older is counted and ignored, so replays change nothing. Items "
+            "that cannot be applied are reported on contacts.sync-results.v1; unparseable messages "
+            "go to the dead-letter topic. Offsets are committed after the store writes and events."
+        ),
+    )
+    async def on_sync(records: list[Any], message: KafkaMessage) -> None:
+        parsed: dict[int, SyncMessage] = {}
+        for position, record in enumerate(records):
+            try:
+                parsed[position] = SYNC_ADAPTER.validate_json(record.value or b"")
+            except ValidationError as exc:
+                reason = input_error(exc) or Error(code=ErrorCode.INVALID_ARGUMENT, message=str(exc))
+                await dead_letters.send(record, reason)
+                counters.add("sync_dead_lettered")
+        report = await apply_sync_batch(list(parsed.items()), svc=svc)
+        sends = []
+        for position, error in sorted(report.failed.items()):
+            record, item = records[position], parsed[position]
+            result = SyncResult(
+                customer_id=item.customer_id,
+                crm=item.crm,
+                external_id=item.external_id,
+                order=item.order(),
+                error=error,
+                source_topic=record.topic,
+                source_partition=record.partition,
+                source_offset=record.offset,
+                occurred_at=svc.clock.now(),
+            )
+            key = sync_key(item.customer_id, item.external_id)
+            sends.append(await results.publish(result.model_dump(mode="json"), key=key, no_confirm=True))
+        await asyncio.gather(*sends)
+        counters.add("sync_applied", report.applied)
+        counters.add("sync_stale", report.stale)
+        counters.add("sync_failed", len(report.failed))

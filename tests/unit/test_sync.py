@@ -1,0 +1,160 @@
+"""CRM sync against hand-written fakes: newest state wins once, stale counted, conflicts per item,
+deletes, replay convergence and recovery from a failure in the middle of a batch."""
+
+from typing import Any
+
+import pytest
+
+from contracts.sync import SYNC_ADAPTER, CrmContactDeleted, CrmContactUpserted
+from service.domain.model import Address
+from service.service_layer.context import Services
+from service.service_layer.sync import SyncMessage, apply_sync_batch
+from tests.unit.fakes import FakeContacts, FakePublisher, FakeSyncStates, make_services
+
+CUST = "cust-1"
+
+
+def upsert(external_id: str, version: int, *, phone: str = "", **fields: Any) -> CrmContactUpserted:
+    contact = {"first_name": fields.pop("first_name", external_id), **fields}
+    if phone:
+        contact["phone_numbers"] = [{"number": phone}]
+    return CrmContactUpserted(
+        customer_id=CUST,
+        crm="hubspot",
+        external_id=external_id,
+        crm_version=version,
+        contact=contact,  # type: ignore[arg-type]
+    )
+
+
+def delete(external_id: str, version: int) -> CrmContactDeleted:
+    return CrmContactDeleted(customer_id=CUST, crm="hubspot", external_id=external_id, crm_version=version)
+
+
+def batch(*messages: SyncMessage) -> list[tuple[int, SyncMessage]]:
+    return list(enumerate(messages))
+
+
+def contacts_of(svc: Services) -> dict[str, Any]:
+    rows: FakeContacts = svc.contacts  # type: ignore[assignment]
+    return {c.external_id: c for c, _ in rows.rows.values() if not c.is_deleted}
+
+
+def events_of(svc: Services) -> list[dict[str, Any]]:
+    publisher: FakePublisher = svc.events  # type: ignore[assignment]
+    return publisher.published
+
+
+async def test_creates_in_bulk_with_source_sync_and_the_newest_state_per_external_id() -> None:
+    svc = make_services()
+    report = await apply_sync_batch(
+        batch(
+            upsert("a", 1, phone="+15551110001", company="Old"),
+            upsert("b", 1, phone="+15551110002"),
+            upsert("a", 3, phone="+15551110001", company="New"),
+            upsert("a", 2, phone="+15551110001", company="Middle"),
+        ),
+        svc=svc,
+    )
+    assert (report.applied, report.stale, report.failed) == (2, 2, {})
+    made = contacts_of(svc)
+    assert made["a"].company == "New" and made["a"].source == "sync" and made["b"].source == "sync"
+    assert [e["type"] for e in events_of(svc)] == ["contact.created", "contact.created"]
+    assert events_of(svc)[0]["cause"]["command_id"] == "sync:hubspot:a:3"
+
+
+async def test_replaying_a_batch_changes_nothing_and_counts_it_stale() -> None:
+    svc = make_services()
+    messages = batch(upsert("a", 1, phone="+15551110001"), delete("b", 4), upsert("c", 2))
+    await apply_sync_batch(messages, svc=svc)
+    before = ({k: (v.version, v.tm_update) for k, v in contacts_of(svc).items()}, len(events_of(svc)))
+    again = await apply_sync_batch(messages, svc=svc)
+    assert (again.applied, again.stale) == (0, 3)
+    assert ({k: (v.version, v.tm_update) for k, v in contacts_of(svc).items()}, len(events_of(svc))) == before
+
+
+async def test_newer_upsert_updates_older_is_dropped() -> None:
+    svc = make_services()
+    await apply_sync_batch(batch(upsert("a", 5, phone="+15551110001", company="v5")), svc=svc)
+    report = await apply_sync_batch(batch(upsert("a", 4, company="v4")), svc=svc)
+    assert report.stale == 1 and contacts_of(svc)["a"].company == "v5"
+    report = await apply_sync_batch(batch(upsert("a", 6, phone="+15551110009", company="v6")), svc=svc)
+    assert report.applied == 1
+    updated = contacts_of(svc)["a"]
+    assert updated.company == "v6" and [p.number_e164 for p in updated.phone_numbers] == ["+15551110009"]
+    assert updated.version == 2 and events_of(svc)[-1]["type"] == "contact.updated"
+    # The replaced number is free again, the new one is claimed.
+    owners = await svc.addresses.owners(
+        customer_id=CUST, addresses=[Address("phone", "+15551110001"), Address("phone", "+15551110009")]
+    )
+    assert list(owners) == [Address("phone", "+15551110009")]
+
+
+async def test_a_taken_number_fails_its_item_only() -> None:
+    svc = make_services()
+    await apply_sync_batch(batch(upsert("owner", 1, phone="+15551110001")), svc=svc)
+    report = await apply_sync_batch(
+        batch(
+            upsert("thief", 1, phone="(555) 111-0001"),
+            upsert("fine", 1, phone="+15551110002"),
+            upsert("twin", 1, phone="+15551110002"),
+            upsert("bad", 1, phone="not a phone"),
+        ),
+        svc=svc,
+    )
+    assert report.applied == 1 and set(contacts_of(svc)) == {"owner", "fine"}
+    assert {p: (e.code, e.field) for p, e in report.failed.items()} == {
+        0: ("ADDRESS_ALREADY_EXISTS", "contact.phone_numbers[0].number"),
+        2: ("ADDRESS_ALREADY_EXISTS", "contact.phone_numbers[0].number"),
+        3: ("INVALID_ARGUMENT", "contact.phone_numbers[0].number"),
+    }
+    # The failed items left no claims behind.
+    states: FakeSyncStates = svc.sync_states  # type: ignore[assignment]
+    assert set(states.states) == {(CUST, "owner"), (CUST, "fine")}
+    owner = await svc.addresses.owner(customer_id=CUST, address=Address("external", "thief"))
+    assert owner is None
+
+
+async def test_delete_is_soft_and_an_older_upsert_does_not_bring_it_back() -> None:
+    svc = make_services()
+    await apply_sync_batch(batch(upsert("a", 1, phone="+15551110001")), svc=svc)
+    report = await apply_sync_batch(batch(delete("a", 2)), svc=svc)
+    assert report.applied == 1 and contacts_of(svc) == {}
+    assert events_of(svc)[-1]["type"] == "contact.deleted"
+    assert (await apply_sync_batch(batch(upsert("a", 1, phone="+15551110001")), svc=svc)).stale == 1
+    assert contacts_of(svc) == {}
+    # A newer upsert after the delete makes a new contact, which may reuse the released number.
+    await apply_sync_batch(batch(upsert("a", 3, phone="+15551110001")), svc=svc)
+    assert contacts_of(svc)["a"].phone_numbers[0].number_e164 == "+15551110001"
+
+
+@pytest.mark.parametrize("failing", ["events", "states"])
+async def test_a_failure_in_the_middle_is_redelivered_without_loss_or_double_apply(failing: str) -> None:
+    svc = make_services()
+    messages = batch(upsert("a", 1, phone="+15551110001"), upsert("b", 1, phone="+15551110002"))
+    getattr(svc, "events" if failing == "events" else "sync_states").fail_next = 1
+    with pytest.raises(ConnectionError):
+        await apply_sync_batch(messages, svc=svc)
+    report = await apply_sync_batch(messages, svc=svc)  # the redelivery
+    assert report.applied == 2 and report.failed == {}
+    assert set(contacts_of(svc)) == {"a", "b"}
+    created = [e for e in events_of(svc) if e["type"] == "contact.created"]
+    assert len({e["contact_id"] for e in created}) == 2
+    assert len({e["event_id"] for e in created}) == 2  # a re-published event keeps its id
+
+
+def test_a_sync_message_needs_an_order() -> None:
+    with pytest.raises(ValueError, match="crm_version or crm_updated_at"):
+        SYNC_ADAPTER.validate_python(
+            {"type": "crm_contact_deleted", "customer_id": CUST, "crm": "zoho", "external_id": "x"}
+        )
+    by_time = SYNC_ADAPTER.validate_python(
+        {
+            "type": "crm_contact_deleted",
+            "customer_id": CUST,
+            "crm": "zoho",
+            "external_id": "x",
+            "crm_updated_at": "2026-01-02T03:04:05.000006Z",
+        }
+    )
+    assert by_time.order() == 1767323045000006
