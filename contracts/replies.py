@@ -59,15 +59,26 @@ class BulkItemResult(BaseModel):
     error: Error | None = None
 
 
+class BulkItemStatus(BaseModel):
+    """One line per input item: what happened to it (the contact itself is in ``contacts``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    status: Literal["created", "updated", "failed"]
+    contact_id: str | None = None
+
+
 class BulkCreateReply(_Reply):
-    """Seed 004's bulk shape, with one entry per input item in ``items``."""
+    """Seed 004's bulk shape (created, updated, failed, contacts, errors with index and reason),
+    plus ``items``: one status line per input item, in input order."""
 
     created: int = 0
     updated: int = 0
     failed: int = 0
     contacts: list[Contact] = []
     errors: list[BulkItemResult] = []
-    items: list[BulkItemResult] = []
+    items: list[BulkItemStatus] = []
 
 
 class BulkDeleteReply(_Reply):

@@ -9,7 +9,7 @@ from contracts import topics
 from contracts.errors import Error, ErrorCode
 from contracts.replies import BatchLookupReply, ContactReply, ErrorReply
 from service.config import Settings
-from service.entrypoints.messaging import TRANSIENT_ERRORS, Replier, log
+from service.entrypoints.messaging import Replier, is_transient, log
 from service.service_layer import queries
 from service.service_layer.context import Services
 
@@ -44,7 +44,9 @@ def build_router(*, settings: Settings, svc: Services, replier: Replier, router:
                 reply = await queries.lookup_contact(query, svc=svc)
             else:
                 reply = await queries.batch_lookup_contacts(query, svc=svc)
-        except TRANSIENT_ERRORS as exc:
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
             log.warning("lookup failed: %r", exc)
             reply = ErrorReply(error=Error(code=ErrorCode.UNAVAILABLE, message="store unavailable, retry"))
         await replier.reply(message.raw_message, reply)  # type: ignore[arg-type]

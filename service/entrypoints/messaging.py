@@ -19,12 +19,12 @@ from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from fast_depends.exceptions import ValidationError as ArgumentsError
 from faststream import BaseMiddleware
 from faststream.kafka.publisher.usecase import DefaultPublisher as KafkaPublisher
 from pydantic import BaseModel, ValidationError
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from contracts import headers as h
 from contracts.commands import COMMAND_ADAPTER
@@ -41,12 +41,16 @@ MESSAGE_TYPES: frozenset[object] = frozenset(
     for tag in adapter.json_schema()["discriminator"]["mapping"]
 )
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    PyMongoError,
-    KafkaError,
-    ConnectionError,
-    TimeoutError,
-)
+
+def is_transient(exc: BaseException) -> bool:
+    """An outage worth waiting out (retry without limit), not a message that can never succeed."""
+    if isinstance(exc, ConnectionFailure | ConnectionError | TimeoutError):
+        return True  # includes AutoReconnect, NetworkTimeout and server selection timeouts
+    if isinstance(exc, PyMongoError):
+        return exc.has_error_label("RetryableWriteError") or exc.has_error_label("TransientTransactionError")
+    if isinstance(exc, KafkaError):
+        return bool(exc.retriable) or isinstance(exc, KafkaConnectionError | KafkaTimeoutError)
+    return False
 
 
 def header_map(record: ConsumerRecord[Any, Any]) -> dict[str, bytes]:
@@ -136,6 +140,10 @@ class Replier:
             "client_id": client_id,
             "acks": 1,
             "linger_ms": 0,
+            # A bulk reply (1,000 contacts) is a few MB of JSON: compressed it fits the broker's
+            # default 1 MB record limit many times over.
+            "compression_type": "gzip",
+            "max_request_size": 16 * 1024 * 1024,
         }
         self._producer: AIOKafkaProducer | None = None
         self.counters = counters
@@ -295,7 +303,7 @@ class _FailureMiddleware(BaseMiddleware):
                 await reject(record, error, replier=policy.replier, dead_letters=policy.dead_letters)
             return True  # handled: commit and move on
         attempt = policy.attempts[where] = policy.attempts.get(where, 0) + 1
-        if not isinstance(exc_val, TRANSIENT_ERRORS) and attempt >= policy.max_attempts:
+        if not is_transient(exc_val) and attempt >= policy.max_attempts:
             policy.attempts.pop(where, None)
             log.exception("giving up on %s after %d attempts", where, attempt, exc_info=exc_val)
             failure = Error(code=ErrorCode.PROCESSING_FAILED, message=f"could not be applied: {exc_val!r}")

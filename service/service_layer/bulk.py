@@ -5,14 +5,16 @@ item is applied like a single command whose id is ``<command_id>#<index>``, so a
 bulk command re-applies nothing and answers every item as before.
 """
 
+from dataclasses import dataclass, field
+
 from pydantic import ValidationError
 
 from contracts import commands as c
 from contracts.errors import Error, ErrorCode
 from contracts.models import ContactInput
-from contracts.replies import BulkCreateReply, BulkDeleteReply, BulkItemResult
-from service.domain.errors import DomainError
-from service.domain.model import Address
+from contracts.replies import BulkCreateReply, BulkDeleteReply, BulkItemResult, BulkItemStatus
+from service.domain.errors import AddressAlreadyExists, DomainError
+from service.domain.model import Address, Contact
 from service.service_layer import mapping
 from service.service_layer.addresses import claim_addresses, release_addresses, resolve
 from service.service_layer.commands import (
@@ -37,59 +39,188 @@ def validation_error(exc: ValidationError, *, prefix: str) -> Error:
 
 
 async def bulk_create_contacts(command: c.BulkCreateContacts, svc: Services) -> Outcome:
-    items: list[BulkItemResult] = []
-    events: list[JsonDict] = []
+    results: dict[int, BulkItemResult] = {}
+    items: list[NewItem] = []
     for index, raw in enumerate(command.contacts):
         try:
             contact_input = ContactInput.model_validate(raw)
         except ValidationError as exc:
-            items.append(
-                BulkItemResult(
-                    index=index,
-                    status="failed",
-                    error=validation_error(exc, prefix=f"contacts[{index}]"),
-                )
-            )
+            error = validation_error(exc, prefix=f"contacts[{index}]")
+            results[index] = BulkItemResult(index=index, status="failed", error=error)
             continue
-        for _ in range(5):
-            try:
-                item, item_events = await _upsert_item(command, index, contact_input, svc)
-                break
-            except ConcurrentChange:
-                continue
-        else:
-            raise ConcurrentChange(f"bulk item {index} of {command.command_id}")
-        items.append(item)
-        events.extend(item_events)
+        origin = ItemOrigin(f"{command.command_id}#{index}", command.type)
+        items.append(NewItem(index, origin, contact_input, f"contacts[{index}]"))
+    outcome = await upsert_many(command.customer_id, items, svc=svc)
+    results.update(outcome.results)
+    ordered = [results[i] for i in sorted(results)]
     reply = BulkCreateReply(
-        created=sum(i.status == "created" for i in items),
-        updated=sum(i.status == "updated" for i in items),
-        failed=sum(i.status == "failed" for i in items),
-        contacts=[i.contact for i in items if i.contact is not None],
-        errors=[i for i in items if i.status == "failed"],
-        items=items,
+        created=sum(i.status == "created" for i in ordered),
+        updated=sum(i.status == "updated" for i in ordered),
+        failed=sum(i.status == "failed" for i in ordered),
+        contacts=[i.contact for i in ordered if i.contact is not None],
+        errors=[i for i in ordered if i.status == "failed"],
+        items=[
+            BulkItemStatus(index=i.index, status=i.status, contact_id=i.contact.id if i.contact else None)
+            for i in ordered
+        ],
     )
     return Outcome(
         customer_id=command.customer_id,
         command_id=command.command_id,
         command_type=command.type,
         reply=reply.model_dump(mode="json"),
-        events=events,
+        events=outcome.events,
     )
 
 
-async def _upsert_item(
-    command: c.BulkCreateContacts, index: int, contact_input: ContactInput, svc: Services
-) -> tuple[BulkItemResult, list[JsonDict]]:
-    return await upsert_by_external_id(
-        origin=command,
-        customer_id=command.customer_id,
-        item_command_id=f"{command.command_id}#{index}",
-        index=index,
-        prefix=f"contacts[{index}]",
-        contact_input=contact_input,
-        svc=svc,
+@dataclass(frozen=True, slots=True)
+class ItemOrigin:
+    """One item of a bulk command or sync batch, as events name their cause."""
+
+    command_id: str
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewItem:
+    position: int
+    origin: ItemOrigin
+    contact_input: ContactInput
+    prefix: str
+    """How error fields are named: ``contacts[3]`` for a bulk item, ``contact`` for a sync message."""
+
+
+@dataclass
+class ManyOutcome:
+    results: dict[int, BulkItemResult] = field(default_factory=dict)
+    events: list[JsonDict] = field(default_factory=list)
+
+
+async def upsert_many(customer_id: str, items: list[NewItem], *, svc: Services) -> ManyOutcome:
+    """Upsert many contacts by external_id: the new ones in bulk, the rest one by one.
+
+    New contacts cost three round trips together: their external ids looked up, their addresses
+    claimed in one insert, the contacts written in one insert. Contacts that exist already (by
+    external_id), and items repeating an external id of an earlier item, go one by one after
+    them, in item order. One item's failure never stops the others.
+    """
+    out = ManyOutcome()
+    externals = [
+        Address("external", i.contact_input.external_id) for i in items if i.contact_input.external_id
+    ]
+    owners = await svc.addresses.owners(customer_id=customer_id, addresses=externals)
+    fresh: list[NewItem] = []
+    later: list[NewItem] = []
+    seen_external: set[str] = set()
+    for item in items:
+        external = item.contact_input.external_id
+        if external and (Address("external", external) in owners or external in seen_external):
+            later.append(item)
+        else:
+            fresh.append(item)
+        if external:
+            seen_external.add(external)
+    await _create_many(customer_id, fresh, out=out, svc=svc)
+    for item in later:
+        for _ in range(5):
+            try:
+                result, events = await upsert_by_external_id(
+                    origin=item.origin,
+                    customer_id=customer_id,
+                    item_command_id=item.origin.command_id,
+                    index=item.position,
+                    prefix=item.prefix,
+                    contact_input=item.contact_input,
+                    svc=svc,
+                )
+                break
+            except ConcurrentChange:
+                continue
+        else:
+            raise ConcurrentChange(f"item {item.origin.command_id}")
+        out.results[item.position] = result
+        out.events += events
+    return out
+
+
+@dataclass
+class _Built:
+    item: NewItem
+    contact: Contact
+    wanted: list[tuple[Address, str]]
+
+
+async def _create_many(customer_id: str, items: list[NewItem], *, out: ManyOutcome, svc: Services) -> None:
+    built: list[_Built] = []
+    seen: set[Address] = set()
+    for item in items:
+        contact_id = mapping.derived_id("contact", customer_id, item.origin.command_id)
+        try:
+            contact, wanted = build_contact(
+                item.contact_input,
+                contact_id=contact_id,
+                customer_id=customer_id,
+                seed=(customer_id, item.origin.command_id),
+                svc=svc,
+            )
+            wanted = [(a, f.replace("contact.", f"{item.prefix}.", 1)) for a, f in wanted]
+            twice = next((f for a, f in wanted if a in seen), None)
+            if twice is not None:
+                raise AddressAlreadyExists("already claimed by an earlier item", field=twice)
+        except DomainError as exc:
+            out.results[item.position] = _failed(item, exc)
+            continue
+        seen.update(a for a, _ in wanted)
+        built.append(_Built(item, contact, wanted))
+
+    taken = await svc.addresses.claim_many(
+        customer_id=customer_id,
+        wanted=[(a, b.contact.id) for b in built for a, _ in b.wanted],
+        now=svc.clock.now(),
     )
+    ready: list[_Built] = []
+    for b in built:
+        contested = [(a, f) for a, f in b.wanted if a in taken and taken[a].contact_id != b.contact.id]
+        if contested:
+            try:
+                # One by one: a claim left by a contact that never got written is taken over.
+                await claim_addresses(contested, customer_id=customer_id, contact_id=b.contact.id, svc=svc)
+            except DomainError as exc:
+                mine = {a for a, _ in b.wanted if a not in taken}
+                await release_addresses(mine, customer_id=customer_id, contact_id=b.contact.id, svc=svc)
+                out.results[b.item.position] = _failed(b.item, exc)
+                continue
+        ready.append(b)
+
+    outcomes: dict[str, Outcome] = {}
+    for b in ready:
+        event = change_event(b.item.origin, b.contact, set_fields(b.contact), created=True)
+        # Stored with the contact: what a redelivery answers and re-publishes.
+        reply = BulkItemResult(
+            index=b.item.position, status="created", contact=mapping.contact_to_wire(b.contact)
+        ).model_dump(mode="json")
+        outcomes[b.contact.id] = Outcome(
+            customer_id, b.item.origin.command_id, b.item.origin.type, reply, [event]
+        )
+    existing = await svc.contacts.insert_many(items=[(b.contact, outcomes[b.contact.id]) for b in ready])
+    if existing:
+        # Written by an earlier delivery: answer and publish what that delivery stored.
+        stored = await svc.contacts.get_many(customer_id=customer_id, contact_ids=sorted(existing))
+        for contact_id, found in stored.items():
+            if found.last_outcome is not None:
+                outcomes[contact_id] = found.last_outcome
+    for b in ready:
+        outcome = outcomes[b.contact.id]
+        result = BulkItemResult.model_validate(outcome.reply)
+        out.results[b.item.position] = result.model_copy(update={"index": b.item.position})
+        out.events += outcome.events
+
+
+def _failed(item: NewItem, exc: DomainError) -> BulkItemResult:
+    error = mapping.to_error(exc)
+    if error.field and not error.field.startswith(item.prefix):
+        error = error.model_copy(update={"field": f"{item.prefix}.{error.field.removeprefix('contact.')}"})
+    return BulkItemResult(index=item.position, status="failed", error=error)
 
 
 async def upsert_by_external_id(
