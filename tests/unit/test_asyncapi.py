@@ -12,9 +12,7 @@ def test_committed_asyncapi_document_matches_the_code() -> None:
     assert DOCUMENT.read_text() == render(), "docs/asyncapi.json drifted: run `python -m service.asyncapi`"
 
 
-@pytest.mark.parametrize(
-    "topic", [topics.COMMANDS, topics.QUERIES, topics.LOOKUPS, topics.EVENTS, topics.DEAD_LETTERS]
-)
+@pytest.mark.parametrize("topic", topics.ALL)
 def test_every_topic_is_documented_with_a_description(topic: str) -> None:
     channels = json.loads(render())["channels"].values()
     described = {c["address"]: c.get("description", "") for c in channels}
