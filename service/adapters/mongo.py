@@ -347,24 +347,27 @@ class MongoSyncStates:
     async def put_many(self, *, states: Sequence[SyncState]) -> None:
         if not states:
             return
-        await self._states.bulk_write(
-            [
-                ReplaceOne(
-                    {"_id": _key(s.customer_id, s.external_id)},
-                    {
-                        "customer_id": s.customer_id,
-                        "external_id": s.external_id,
-                        "crm": s.crm,
-                        "order": s.order,
-                        "contact_id": s.contact_id,
-                        "deleted": s.deleted,
-                    },
-                    upsert=True,
-                )
-                for s in states
-            ],
-            ordered=False,
-        )
+        docs = [
+            {
+                "_id": _key(s.customer_id, s.external_id),
+                "customer_id": s.customer_id,
+                "external_id": s.external_id,
+                "crm": s.crm,
+                "order": s.order,
+                "contact_id": s.contact_id,
+                "deleted": s.deleted,
+            }
+            for s in states
+        ]
+        # Mostly new keys (a CRM export): one plain insert, the cheapest write on every store;
+        # the keys that exist already are then replaced by _id.
+        try:
+            await self._states.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            existing = _duplicates(exc, [d["_id"] for d in docs])
+            await self._states.bulk_write(
+                [ReplaceOne({"_id": d["_id"]}, d) for d in docs if d["_id"] in existing], ordered=False
+            )
 
 
 def _duplicates(exc: BulkWriteError, ids: list[Any]) -> set[Any]:
