@@ -22,11 +22,12 @@ class HealthServer:
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        """The bound port (differs from the configured one when that was 0)."""
+        return self._port
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, self._host, self._port)
+        self._port = int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         if self._server is not None:
