@@ -17,6 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from service.domain.model import Address, Contact, Email, PhoneNumber
+from service.service_layer.mapping import contact_to_wire
 from service.service_layer.ports import Claim, LoggedOutcome, Outcome, StoredContact, SyncState
 
 Doc = dict[str, Any]
@@ -89,8 +90,42 @@ def contact_to_doc(contact: Contact, outcome: Outcome | None) -> Doc:
         "tm_update": _ts(contact.tm_update),
         "tm_delete": _ts(contact.tm_delete),
         "version": contact.version,
-        "last_outcome": outcome_to_doc(outcome) if outcome else None,
+        "last_outcome": _compact(outcome_to_doc(outcome), contact) if outcome else None,
     }
+
+
+# The outcome stored with a contact names that very contact (after the change) in its reply and
+# events: stored verbatim it would hold the contact three times over, and every read of the
+# document (lookups included) would pay for it. Copies equal to the document's own contact are
+# stored as this marker and rebuilt from the document on read; anything else stays verbatim.
+_SELF = "=contact"
+
+
+def _compact(outcome: Doc, contact: Contact) -> Doc:
+    own = contact_to_wire(contact).model_dump(mode="json")
+    reply = outcome["reply"]
+    if reply.get("result") == own:
+        reply = {**reply, "result": _SELF}
+    events = [{**e, "contact": _SELF} if e.get("contact") == own else e for e in outcome["events"]]
+    return {**outcome, "reply": reply, "events": events}
+
+
+def _inflate(outcome: Doc, contact: Contact) -> Doc:
+    own: Doc | None = None
+
+    def self_wire() -> Doc:
+        nonlocal own
+        if own is None:
+            own = contact_to_wire(contact).model_dump(mode="json")
+        return own
+
+    reply = outcome["reply"]
+    if reply.get("result") == _SELF:
+        reply = {**reply, "result": self_wire()}
+    events = [
+        {**e, "contact": self_wire()} if e.get("contact") == _SELF else e for e in outcome.get("events", [])
+    ]
+    return {**outcome, "reply": reply, "events": events}
 
 
 def contact_from_doc(doc: Doc) -> Contact:
@@ -150,8 +185,11 @@ def outcome_from_doc(doc: Doc) -> Outcome:
 
 
 def _stored(doc: Doc) -> StoredContact:
+    contact = contact_from_doc(doc)
     last = doc.get("last_outcome")
-    return StoredContact(contact=contact_from_doc(doc), last_outcome=outcome_from_doc(last) if last else None)
+    return StoredContact(
+        contact=contact, last_outcome=outcome_from_doc(_inflate(last, contact)) if last else None
+    )
 
 
 # --- repositories ---
@@ -171,6 +209,14 @@ class MongoContactRepository:
         # Concurrent point reads rather than $in: an exact _id match is indexed on every store.
         found = await asyncio.gather(*(self.get(customer_id=customer_id, contact_id=i) for i in contact_ids))
         return {s.contact.id: s for s in found if s is not None}
+
+    async def read(self, *, customer_id: str, contact_id: str) -> Contact | None:
+        doc = await self._contacts.find_one({"_id": contact_id}, {"last_outcome": False})
+        return None if doc is None or doc.get("customer_id") != customer_id else contact_from_doc(doc)
+
+    async def read_many(self, *, customer_id: str, contact_ids: Sequence[str]) -> dict[str, Contact]:
+        found = await asyncio.gather(*(self.read(customer_id=customer_id, contact_id=i) for i in contact_ids))
+        return {c.id: c for c in found if c is not None}
 
     async def insert(self, *, contact: Contact, outcome: Outcome) -> bool:
         try:
@@ -209,7 +255,10 @@ class MongoContactRepository:
                 {"tm_create": stamp, "_id": {"$lt": last_id}},
             ]
         cursor = self._contacts.find(
-            query, sort=[("tm_create", DESCENDING), ("_id", DESCENDING)], limit=limit
+            query,
+            {"last_outcome": False},
+            sort=[("tm_create", DESCENDING), ("_id", DESCENDING)],
+            limit=limit,
         )
         return [contact_from_doc(doc) async for doc in cursor]
 

@@ -54,10 +54,10 @@ async def _claim_one(address: Address, *, customer_id: str, contact_id: str, svc
 
 
 async def _is_stale(claim: Claim, address: Address, *, customer_id: str, svc: Services) -> bool:
-    owner = await svc.contacts.get(customer_id=customer_id, contact_id=claim.contact_id)
-    if owner is not None and owner.contact.is_deleted:
+    owner = await svc.contacts.read(customer_id=customer_id, contact_id=claim.contact_id)
+    if owner is not None and owner.is_deleted:
         return True
-    if owner is not None and owner.contact.holds(address):
+    if owner is not None and owner.holds(address):
         return False
     # The owner is not written yet, or not updated yet: an in-flight claim, unless it is old.
     return svc.clock.now() - claim.claimed_at > svc.claim_grace
@@ -75,7 +75,7 @@ async def resolve(address: Address, *, customer_id: str, svc: Services) -> Conta
     claim = await svc.addresses.owner(customer_id=customer_id, address=address)
     if claim is None:
         return None
-    owner = await svc.contacts.get(customer_id=customer_id, contact_id=claim.contact_id)
-    if owner is None or not owner.contact.holds(address):
+    owner = await svc.contacts.read(customer_id=customer_id, contact_id=claim.contact_id)
+    if owner is None or not owner.holds(address):
         return None
-    return owner.contact
+    return owner

@@ -57,6 +57,11 @@ class ContactRepository(Protocol):
 
     async def get_many(self, *, customer_id: str, contact_ids: Sequence[str]) -> dict[str, StoredContact]: ...
 
+    async def read(self, *, customer_id: str, contact_id: str) -> Contact | None:
+        """The contact alone (soft-deleted included), for queries: lighter than ``get``."""
+
+    async def read_many(self, *, customer_id: str, contact_ids: Sequence[str]) -> dict[str, Contact]: ...
+
     async def insert(self, *, contact: Contact, outcome: Outcome) -> bool:
         """False when a contact with this id exists already."""
 

@@ -17,10 +17,10 @@ from service.service_layer.context import Services
 
 
 async def get_contact(query: q.GetContact, *, svc: Services) -> ContactReply:
-    stored = await svc.contacts.get(customer_id=query.customer_id, contact_id=query.contact_id)
-    if stored is None or stored.contact.is_deleted:
+    contact = await svc.contacts.read(customer_id=query.customer_id, contact_id=query.contact_id)
+    if contact is None or contact.is_deleted:
         return _failed(ContactNotFound(f"contact {query.contact_id} not found", field="contact_id"))
-    return ContactReply(result=mapping.contact_to_wire(stored.contact))
+    return ContactReply(result=mapping.contact_to_wire(contact))
 
 
 async def list_contacts(query: q.ListContacts, *, svc: Services) -> ContactListReply:
@@ -87,15 +87,15 @@ async def batch_lookup_contacts(query: q.BatchLookupContacts, *, svc: Services) 
         wanted[i] = Address("phone", e164)
         matches.append(LookupMatch(phone=phone, number_e164=e164))
     claims = await svc.addresses.owners(customer_id=query.customer_id, addresses=list(set(wanted.values())))
-    owners = await svc.contacts.get_many(
+    owners = await svc.contacts.read_many(
         customer_id=query.customer_id,
         contact_ids=sorted({claim.contact_id for claim in claims.values()}),
     )
     for i, address in wanted.items():
         claim = claims.get(address)
-        stored = owners.get(claim.contact_id) if claim else None
-        if stored is not None and stored.contact.holds(address):
-            matches[i] = matches[i].model_copy(update={"result": mapping.contact_to_wire(stored.contact)})
+        owner = owners.get(claim.contact_id) if claim else None
+        if owner is not None and owner.holds(address):
+            matches[i] = matches[i].model_copy(update={"result": mapping.contact_to_wire(owner)})
         else:
             not_found = Error(
                 code=ErrorCode.CONTACT_NOT_FOUND,

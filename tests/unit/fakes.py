@@ -34,6 +34,16 @@ class FakeContacts:
         found = {i: await self.get(customer_id=customer_id, contact_id=i) for i in contact_ids}
         return {i: s for i, s in found.items() if s is not None}
 
+    async def read(self, *, customer_id: str, contact_id: str) -> Contact | None:
+        stored = await self.get(customer_id=customer_id, contact_id=contact_id)
+        return None if stored is None else stored.contact
+
+    async def read_many(self, *, customer_id: str, contact_ids: Sequence[str]) -> dict[str, Contact]:
+        return {
+            i: s.contact
+            for i, s in (await self.get_many(customer_id=customer_id, contact_ids=contact_ids)).items()
+        }
+
     async def insert(self, *, contact: Contact, outcome: Outcome) -> bool:
         if contact.id in self.rows:
             return False

@@ -1,0 +1,75 @@
+"""The contact document mapping: what is written is what is read back, without stored copies."""
+
+import dataclasses
+
+from contracts import commands as c
+from service.adapters.mongo import _stored, contact_to_doc
+from service.service_layer.handlers import handle_command
+from service.service_layer.ports import Outcome
+from tests.unit.fakes import make_services
+
+CUST = "5e4a0680-804e-11ec-8477-2fea5968d85b"
+
+
+async def _applied(*commands: c.ContactCommand) -> tuple[object, Outcome]:
+    svc = make_services()
+    for command in commands:
+        await handle_command(command, svc=svc)
+    [(contact, outcome)] = svc.contacts.rows.values()  # type: ignore[attr-defined]
+    assert outcome is not None
+    return contact, outcome
+
+
+def _create() -> c.CreateContact:
+    return c.CreateContact.model_validate(
+        {
+            "command_id": "cmd-1",
+            "customer_id": CUST,
+            "contact": {
+                "first_name": "John",
+                "phone_numbers": [{"number": "(555) 123-4567 ext. 89", "region": "US", "is_primary": True}],
+                "emails": [{"address": "John@Example.com", "type": "work"}],
+                "tag_ids": ["vip"],
+            },
+        }
+    )
+
+
+async def test_created_contact_and_its_outcome_read_back_equal() -> None:
+    contact, outcome = await _applied(_create())
+    stored = _stored(contact_to_doc(contact, outcome))  # type: ignore[arg-type]
+    assert stored.contact == contact
+    assert stored.last_outcome == outcome
+    assert outcome.events and outcome.reply["result"]["id"] == contact.id  # type: ignore[attr-defined]
+
+
+async def test_updated_contact_and_its_outcome_read_back_equal() -> None:
+    first, _ = await _applied(_create())
+    update = c.UpdateContact.model_validate(
+        {
+            "command_id": "cmd-2",
+            "customer_id": CUST,
+            "contact_id": first.id,  # type: ignore[attr-defined]
+            "changes": {"company": "Acme"},
+        }
+    )
+    contact, outcome = await _applied(_create(), update)
+    assert outcome.command_id == "cmd-2" and outcome.events[0]["changed_fields"] == ["company"]
+    stored = _stored(contact_to_doc(contact, outcome))  # type: ignore[arg-type]
+    assert stored.last_outcome == outcome
+
+
+async def test_the_document_holds_the_contact_once() -> None:
+    contact, outcome = await _applied(_create())
+    doc = contact_to_doc(contact, outcome)  # type: ignore[arg-type]
+    assert repr(doc).count("John@Example.com".lower()) == 1  # the email appears in the contact fields only
+    assert doc["last_outcome"]["reply"]["result"] == "=contact"
+    assert doc["last_outcome"]["events"][0]["contact"] == "=contact"
+
+
+async def test_an_outcome_naming_another_state_is_stored_verbatim() -> None:
+    contact, outcome = await _applied(_create())
+    older = dict(outcome.reply["result"], first_name="Johnny")
+    foreign = dataclasses.replace(outcome, reply={**outcome.reply, "result": older})
+    stored = _stored(contact_to_doc(contact, foreign))  # type: ignore[arg-type]
+    assert stored.last_outcome == foreign
