@@ -99,13 +99,13 @@ def contact_to_doc(contact: Contact, outcome: Outcome | None) -> Doc:
 # document (lookups included) would pay for it. Copies equal to the document's own contact are
 # stored as this marker and rebuilt from the document on read; anything else stays verbatim.
 _SELF = "=contact"
+_REPLY_KEYS = frozenset({"result", "contact"})
 
 
 def _compact(outcome: Doc, contact: Contact) -> Doc:
     own = contact_to_wire(contact).model_dump(mode="json")
-    reply = outcome["reply"]
-    if reply.get("result") == own:
-        reply = {**reply, "result": _SELF}
+    # A command's reply names it in "result", a bulk or sync item's in "contact".
+    reply = {k: _SELF if k in _REPLY_KEYS and v == own else v for k, v in outcome["reply"].items()}
     events = [{**e, "contact": _SELF} if e.get("contact") == own else e for e in outcome["events"]]
     return {**outcome, "reply": reply, "events": events}
 
@@ -119,9 +119,7 @@ def _inflate(outcome: Doc, contact: Contact) -> Doc:
             own = contact_to_wire(contact).model_dump(mode="json")
         return own
 
-    reply = outcome["reply"]
-    if reply.get("result") == _SELF:
-        reply = {**reply, "result": self_wire()}
+    reply = {k: self_wire() if k in _REPLY_KEYS and v == _SELF else v for k, v in outcome["reply"].items()}
     events = [
         {**e, "contact": self_wire()} if e.get("contact") == _SELF else e for e in outcome.get("events", [])
     ]

@@ -73,3 +73,21 @@ async def test_an_outcome_naming_another_state_is_stored_verbatim() -> None:
     foreign = dataclasses.replace(outcome, reply={**outcome.reply, "result": older})
     stored = _stored(contact_to_doc(contact, foreign))  # type: ignore[arg-type]
     assert stored.last_outcome == foreign
+
+
+async def test_a_bulk_item_outcome_holds_the_contact_once_and_reads_back_equal() -> None:
+    svc = make_services()
+    command = c.BulkCreateContacts.model_validate(
+        {
+            "command_id": "bulk-1",
+            "customer_id": CUST,
+            "contacts": [{"first_name": "Ann"}, {"first_name": "Bo"}],
+        }
+    )
+    await handle_command(command, svc=svc)
+    rows = list(svc.contacts.rows.values())  # type: ignore[attr-defined]
+    assert len(rows) == 2
+    for contact, outcome in rows:
+        doc = contact_to_doc(contact, outcome)
+        assert doc["last_outcome"]["reply"]["contact"] == "=contact"
+        assert _stored(doc).last_outcome == outcome
