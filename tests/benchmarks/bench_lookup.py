@@ -2,12 +2,13 @@
 
 What is measured, per store size (contacts loaded) and per request rate:
 
-- ``lookup``: ``ContactClient.lookup_phone`` against the real service, started in-process
-  (``tests.conftest.started``) on the real broker and store. Each reply must be ok and name the
-  contact that holds the number; anything else is counted as ``wrong``.
+- ``lookup``: ``ContactClient.lookup_phone`` against the real service, run as its own process
+  (the ``contact-service`` console script, as in production) on the real broker and store. Each
+  reply must be ok and name the contact that holds the number; anything else counts as ``wrong``.
 - ``echo``: the same client machinery (``ContactClient.request_raw``, same request bytes and headers)
-  against a bare aiokafka responder that produces each request's bytes back to its ``reply_to`` topic
-  with the same ``correlation_id``: the cost of Kafka request/reply alone.
+  against a bare aiokafka responder, in a process of its own too, that produces each request's bytes
+  back to its ``reply_to`` topic with the same ``correlation_id``: the cost of Kafka request/reply
+  alone.
 - ``store_read``: one bare point read, ``find_one({"_id": claim_id})`` on the claims collection of
   the same store, through the service's own client: the cost of one store round trip.
 - ``resolve``: the store half of a lookup as the service does it (``addresses.resolve``: claim read,
@@ -18,10 +19,11 @@ latency runs from that scheduled time to the reply, so a slow system cannot slow
 hide its own queueing (no coordinated omission). Each point gets ~1 s of warm-up at the same rate that
 is not measured. Percentiles are nearest-rank over the successful calls; timeouts (5 s, for store
 calls too), errors and wrong answers are counted apart. Each point also reports the cores kept busy
-during it, by the whole machine and by this process: the service, client, echo responder and driver
-all share one process and event loop, and on a small machine the CPU runs out before Kafka or the
-store do. Other work on the machine skews everything: before each point the run waits (up to
-``--quiet-wait`` seconds) for the machine to go quiet, and records how busy it was and with what.
+during it: by the whole machine, by this process (client, store baselines and driver share its
+event loop), by the service's process and by the echo responder's. On a small machine the CPU runs
+out before Kafka or the store do. Other work on the machine skews everything: before each point the
+run waits (up to ``--quiet-wait`` seconds) for the machine to go quiet, and records how busy it was
+and with what.
 
 Contacts are written straight into the store (100,000 through commands would take far too long),
 built by the service's own code: ``build_contact`` and ``changed_outcome`` (as ``create_contact``
@@ -40,8 +42,7 @@ Run (local stack: ``deploy/local/stack.sh start``; endpoints from ``KAFKA_BOOTST
     PYTHONPATH=. .cache/venv/bin/python -m tests.benchmarks.bench_lookup \\
         [--sizes 1000 100000] [--rates 200 1000] [--seconds 10] [--quiet-wait 10]
 
-One JSON document goes to stdout; progress and logs go to stderr (FastStream's access log too,
-which would otherwise print two lines per message to stdout).
+One JSON document goes to stdout; progress and logs go to stderr.
 """
 
 import argparse
@@ -54,6 +55,7 @@ import math
 import os
 import platform
 import random
+import signal
 import statistics
 import sys
 import time
@@ -73,14 +75,26 @@ from contracts import headers
 from contracts import queries as q
 from contracts.client import ContactClient, RequestTimeout
 from contracts.models import ContactInput
-from service.adapters.mongo import ADDRESSES, CONTACTS, Doc, MongoAddressBook, contact_to_doc
-from service.bootstrap import Application
+from service.adapters.mongo import (
+    ADDRESSES,
+    CONTACTS,
+    Doc,
+    MongoAddressBook,
+    MongoCommandLog,
+    MongoContactRepository,
+    MongoSyncStates,
+    contact_to_doc,
+    make_client,
+)
+from service.bootstrap import UtcClock
+from service.config import Settings
 from service.domain.model import Address
 from service.service_layer import mapping
 from service.service_layer.addresses import resolve
 from service.service_layer.commands import build_contact, changed_outcome, set_fields
 from service.service_layer.context import Services
-from tests.conftest import Endpoints, service_settings, started
+from tests.benchmarks.bench_sync import Service
+from tests.conftest import Endpoints
 
 log = logging.getLogger("bench_lookup")
 
@@ -89,6 +103,8 @@ CHUNK = 1000
 WARMUP_SECONDS = 1.0
 TIMEOUT_SECONDS = 5.0
 ECHO_TOPIC = "bench.echo.v1"
+ECHO_PARTITIONS = 3
+"""As many as the service's lookup topic (its TOPIC_PARTITIONS default)."""
 P99_TARGET = 1.5
 SCALING_TARGET = 1.3
 QUIET_CORES = 0.3
@@ -284,15 +300,28 @@ async def wait_quiet(limit: float) -> tuple[float | None, list[str]]:
 
 
 async def measure(
-    name: str, call: Call, *, rate: float, seconds: float, items: int, quiet_wait: float
+    name: str,
+    call: Call,
+    *,
+    rate: float,
+    seconds: float,
+    items: int,
+    quiet_wait: float,
+    pids: dict[str, int],
 ) -> dict[str, Any]:
     background, busiest = await wait_quiet(quiet_wait)
     if background is not None and background > QUIET_CORES:
         log.warning("  %s: the machine is busy with other work (%.2f cores: %s)", name, background, busiest)
     await open_loop(call, rate=rate, seconds=WARMUP_SECONDS, items=items, seed=-1)
-    meter = CpuMeter().start()
+    meter, before = CpuMeter().start(), process_cpu_seconds()
     run = await open_loop(call, rate=rate, seconds=seconds, items=items, seed=int(rate))
-    cpu = meter.stop() | {"machine_busy_cores_idle_before": background, "busiest_idle_before": busiest}
+    after, wall = process_cpu_seconds(), time.perf_counter() - meter.wall
+    cpu: dict[str, Any] = meter.stop() | {
+        f"{role}_process_cores": round((after[pid][1] - before[pid][1]) / wall, 2)
+        for role, pid in pids.items()
+        if pid in before and pid in after
+    }
+    cpu |= {"machine_busy_cores_idle_before": background, "busiest_idle_before": busiest}
     summary = run.summary() | {"cpu": cpu}
     log.info(
         "  %-10s rate=%-6g count=%-6d errors=%-4d p50=%.2fms p99=%.2fms mean=%.2fms max lag=%.1fms cpu=%s",
@@ -357,9 +386,8 @@ def build_docs(svc: Services, start: int, stop: int) -> tuple[list[Doc], list[Do
     return contacts, claims
 
 
-async def load(app: Application, size: int) -> dict[str, Any]:
+async def load(db: Any, svc: Services, size: int) -> dict[str, Any]:
     """Write ``size`` contacts in chunks; the next chunk is built (in a thread) while one is inserted."""
-    db = app.mongo[app.settings.mongodb_database]
     build_seconds = insert_seconds = 0.0
 
     inserted = [0, 0]
@@ -376,7 +404,7 @@ async def load(app: Application, size: int) -> dict[str, Any]:
     pending: asyncio.Task[None] | None = None
     for start in range(0, size, CHUNK):
         t = time.perf_counter()
-        contacts, claims = await asyncio.to_thread(build_docs, app.services, start, min(size, start + CHUNK))
+        contacts, claims = await asyncio.to_thread(build_docs, svc, start, min(size, start + CHUNK))
         build_seconds += time.perf_counter() - t
         if pending is not None:
             await pending
@@ -490,9 +518,8 @@ async def until_answered(name: str, call: Callable[[], Awaitable[Any]], *, attem
     raise RuntimeError(f"{name}: never answered")
 
 
-async def verify(app: Application, client: ContactClient, size: int) -> None:
+async def verify(svc: Services, client: ContactClient, size: int) -> None:
     """Sample lookups return exactly what contact_from_doc makes of the stored documents."""
-    svc = app.services
     first = await until_answered("lookup", lambda: client.lookup_phone(CUSTOMER, phone(0), timeout=2))
     for i in sorted({0, size // 2, size - 1}):
         reply = first if i == 0 else await client.lookup_phone(CUSTOMER, phone(i), timeout=5)
@@ -505,28 +532,82 @@ async def verify(app: Application, client: ContactClient, size: int) -> None:
     assert by_email.ok and by_email.result is not None and by_email.result.id == contact_id(size - 1)
 
 
+class _NoEvents:
+    """Loading and the store baselines publish nothing."""
+
+    async def publish(self, *, events: Sequence[dict[str, Any]]) -> None:
+        raise AssertionError("the benchmark's own store access never publishes")
+
+
+class EchoProcess:
+    """The bare echo responder in a process of its own, as the service is in its own."""
+
+    def __init__(self, topic: str, partitions: int) -> None:
+        self.topic, self.partitions = topic, partitions
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> "EchoProcess":
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.benchmarks.bench_lookup",
+            "--echo-topic",
+            self.topic,
+            "--echo-partitions",
+            str(self.partitions),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(self.process.wait(), 30)
+
+
+async def serve_echo(topic: str, partitions: int) -> None:
+    """The echo responder's process: answer until SIGTERM."""
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    async with EchoResponder(bootstrap, topic, partitions=partitions):
+        await stop.wait()
+
+
 async def bench_size(
     endpoints: Endpoints, size: int, rates: Sequence[float], seconds: float, quiet_wait: float
 ) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:10]
-    settings = service_settings(endpoints, (f"bench{tag}.", f"bench_{tag}"))
-    settings = settings.model_copy(update={"log_level": "WARNING"})
-    prefix = settings.topic_prefix
-    log.info("size %d: service on topics %s*, database %s", size, prefix, settings.mongodb_database)
-    async with started(settings) as app:
-        loading = await load(app, size)
-        claims = app.mongo[settings.mongodb_database][ADDRESSES]
+    prefix, database = f"bench{tag}.", f"bench_{tag}"
+    log.info("size %d: service on topics %s*, database %s", size, prefix, database)
+    service = Service(prefix, database)
+    await service.start()
+    mongo = make_client(endpoints.mongodb)
+    db = mongo[database]
+    # The store half of the service, for loading and the resolve baseline; never the broker.
+    svc = Services(
+        contacts=MongoContactRepository(db),
+        addresses=MongoAddressBook(db),
+        log=MongoCommandLog(db),
+        events=_NoEvents(),
+        clock=UtcClock(),
+        sync_states=MongoSyncStates(db),
+    )
+    try:
+        loading = await load(db, svc, size)
+        claims = db[ADDRESSES]
         phone_claims = [claim_id(Address("phone", phone(i))) for i in range(size)]
         ids = [contact_id(i) for i in range(size)]
         probe = q.LookupContact(customer_id=CUSTOMER, phone=phone(0)).model_dump_json().encode()
         async with (
             ContactClient(endpoints.kafka, topic_prefix=prefix, client_id="bench-client") as client,
-            EchoResponder(endpoints.kafka, prefix + ECHO_TOPIC, partitions=settings.topic_partitions),
+            EchoProcess(prefix + ECHO_TOPIC, partitions=ECHO_PARTITIONS) as echo_process,
         ):
-            await verify(app, client, size)
+            await verify(svc, client, size)
             await until_answered(
                 "echo", lambda: client.request_raw(ECHO_TOPIC, probe, key=phone(0), timeout=2)
             )
+            assert service.process is not None and echo_process.process is not None
+            pids = {"service": service.process.pid, "echo_responder": echo_process.process.pid}
 
             async def lookup(i: int) -> bool:
                 reply = await client.lookup_phone(CUSTOMER, phone(i), timeout=TIMEOUT_SECONDS)
@@ -545,17 +626,21 @@ async def bench_size(
 
             async def resolve_only(i: int) -> bool:
                 async with bounded():
-                    contact = await resolve(
-                        Address("phone", phone(i)), customer_id=CUSTOMER, svc=app.services
-                    )
+                    contact = await resolve(Address("phone", phone(i)), customer_id=CUSTOMER, svc=svc)
                 return contact is not None and contact.id == ids[i]
 
             points: dict[str, Any] = {}
             for rate in rates:
                 log.info(" size %d, %g/s", size, rate)
-                point = {
+                point: dict[str, Any] = {
                     name: await measure(
-                        name, call, rate=rate, seconds=seconds, items=size, quiet_wait=quiet_wait
+                        name,
+                        call,
+                        rate=rate,
+                        seconds=seconds,
+                        items=size,
+                        quiet_wait=quiet_wait,
+                        pids=pids,
                     )
                     for name, call in (
                         ("lookup", lookup),
@@ -573,7 +658,11 @@ async def bench_size(
                     point["ratio_lookup_p99_to_echo_plus_read_p99"], P99_TARGET
                 )
                 points[_label(rate)] = point
-        counters = dict(app.counters.values)
+        counters = await service.get("/metrics")
+    finally:
+        await service.stop()
+        await mongo.drop_database(database)
+        await mongo.close()
     return {"load": loading, "rates": points, "service_counters": counters}
 
 
@@ -637,7 +726,10 @@ async def environment(endpoints: Endpoints) -> dict[str, Any]:
         "store_version": info.get("version"),
         "store_ferretdb_version": info.get("ferretdbVersion"),
         "machine_busy_cores_before_run": background,
-        "note": "service, clients, echo responder and load driver share one Python process and event loop",
+        "note": (
+            "the service (contact-service) and the echo responder run as processes of their own; "
+            "the client, the store baselines and the load driver share this one"
+        ),
     }
 
 
@@ -660,7 +752,7 @@ async def main(
             "quiet_below_busy_cores": QUIET_CORES,
             "warmup_seconds_per_point": WARMUP_SECONDS,
             "request_timeout_seconds": TIMEOUT_SECONDS,
-            "lookup_workers": service_settings(endpoints, ("x.", "x")).lookup_workers,
+            "lookup_workers": Settings.model_fields["lookup_workers"].default,
             "percentiles": "nearest rank, over successful calls; latency from scheduled send time",
         },
         "targets": {
@@ -721,6 +813,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=10.0,
         help="before each point, wait up to this long for other work on the machine to stop",
     )
+    parser.add_argument("--echo-topic", help=argparse.SUPPRESS)  # the echo responder's own process
+    parser.add_argument("--echo-partitions", type=int, default=ECHO_PARTITIONS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if min(args.sizes) < 1 or min(args.rates) <= 0 or args.seconds <= 0 or args.quiet_wait < 0:
         parser.error("sizes, rates and seconds must be positive")
@@ -729,6 +823,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def run(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.echo_topic:
+        asyncio.run(serve_echo(args.echo_topic, args.echo_partitions))
+        return
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     out = sys.stdout
