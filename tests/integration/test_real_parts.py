@@ -185,7 +185,7 @@ async def test_console_script_starts_reports_ready_and_stops_cleanly_on_sigterm(
         if process.returncode is None:
             process.kill()
             await process.wait()
-        cleanup = AsyncMongoClient(endpoints.mongodb)
+        cleanup: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(endpoints.mongodb)
         await cleanup.drop_database(isolation[1])
         await cleanup.close()
 

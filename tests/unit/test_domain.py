@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -14,7 +15,7 @@ from service.domain.normalize import normalize_email, normalize_phone
 NOW = datetime(2026, 2, 7, 14, 45, 59, tzinfo=UTC)
 
 
-def ids():  # type: ignore[no-untyped-def]
+def ids() -> Callable[[], str]:
     counter = iter(range(1000))
     return lambda: f"id-{next(counter)}"
 
