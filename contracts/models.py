@@ -126,8 +126,8 @@ class EmailPatch(_Wire):
     is_primary: bool | None = None
 
 
-class ContactInput(_Wire):
-    """A new contact's fields. ``display_name`` defaults to "first last"."""
+class ContactFields(_Wire):
+    """What a caller or a CRM says about a contact."""
 
     first_name: ShortText = ""
     last_name: ShortText = ""
@@ -135,11 +135,16 @@ class ContactInput(_Wire):
     company: ShortText = ""
     job_title: ShortText = ""
     notes: LongText = ""
-    source: Source = Source.API
-    external_id: Annotated[str, Field(max_length=256)] = ""
     phone_numbers: Annotated[list[PhoneNumberInput], Field(max_length=MAX_PHONE_NUMBERS)] = []
     emails: Annotated[list[EmailInput], Field(max_length=MAX_EMAILS)] = []
     tag_ids: Annotated[list[Identifier], Field(max_length=MAX_TAGS)] = []
+
+
+class ContactInput(ContactFields):
+    """A new contact's fields. ``display_name`` defaults to "first last"."""
+
+    source: Source = Source.API
+    external_id: Annotated[str, Field(max_length=256)] = ""
 
 
 class ContactPatch(_Wire):

@@ -14,14 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from contracts.errors import Error
 from contracts.models import (
-    MAX_EMAILS,
-    MAX_PHONE_NUMBERS,
-    MAX_TAGS,
-    EmailInput,
+    ContactFields,
     Identifier,
-    LongText,
-    PhoneNumberInput,
-    ShortText,
     Timestamp,
 )
 
@@ -31,20 +25,8 @@ def sync_key(customer_id: str, external_id: str) -> bytes:
     return f"{customer_id}/{external_id}".encode()
 
 
-class SyncedContact(BaseModel):
+class SyncedContact(ContactFields):
     """The CRM's full view of the contact (the service sets source=sync and external_id)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    first_name: ShortText = ""
-    last_name: ShortText = ""
-    display_name: ShortText = ""
-    company: ShortText = ""
-    job_title: ShortText = ""
-    notes: LongText = ""
-    phone_numbers: Annotated[list[PhoneNumberInput], Field(max_length=MAX_PHONE_NUMBERS)] = []
-    emails: Annotated[list[EmailInput], Field(max_length=MAX_EMAILS)] = []
-    tag_ids: Annotated[list[Identifier], Field(max_length=MAX_TAGS)] = []
 
 
 class _SyncMessage(BaseModel):

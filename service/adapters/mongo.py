@@ -269,6 +269,17 @@ class MongoAddressBook:
     def _id(customer_id: str, address: Address) -> str:
         return _key(customer_id, address.kind, address.value)
 
+    @classmethod
+    def claim_doc(cls, customer_id: str, address: Address, contact_id: str, now: datetime) -> Doc:
+        return {
+            "_id": cls._id(customer_id, address),
+            "customer_id": customer_id,
+            "kind": address.kind,
+            "value": address.value,
+            "contact_id": contact_id,
+            "claimed_at": now,
+        }
+
     async def owner(self, *, customer_id: str, address: Address) -> Claim | None:
         doc = await self._claims.find_one({"_id": self._id(customer_id, address)})
         return None if doc is None else Claim(doc["contact_id"], doc["claimed_at"])
@@ -280,16 +291,8 @@ class MongoAddressBook:
     async def claim(
         self, *, customer_id: str, address: Address, contact_id: str, now: datetime
     ) -> Claim | None:
-        doc = {
-            "_id": self._id(customer_id, address),
-            "customer_id": customer_id,
-            "kind": address.kind,
-            "value": address.value,
-            "contact_id": contact_id,
-            "claimed_at": now,
-        }
         try:
-            await self._claims.insert_one(doc)
+            await self._claims.insert_one(self.claim_doc(customer_id, address, contact_id, now))
         except DuplicateKeyError:
             existing = await self.owner(customer_id=customer_id, address=address)
             # Released between our insert and our read: report it taken; the caller retries.
@@ -301,17 +304,7 @@ class MongoAddressBook:
     ) -> dict[Address, Claim]:
         if not wanted:
             return {}
-        docs = [
-            {
-                "_id": self._id(customer_id, address),
-                "customer_id": customer_id,
-                "kind": address.kind,
-                "value": address.value,
-                "contact_id": contact_id,
-                "claimed_at": now,
-            }
-            for address, contact_id in wanted
-        ]
+        docs = [self.claim_doc(customer_id, address, contact_id, now) for address, contact_id in wanted]
         try:
             await self._claims.insert_many(docs, ordered=False)
         except BulkWriteError as exc:

@@ -28,7 +28,7 @@ and with what.
 Contacts are written straight into the store (100,000 through commands would take far too long),
 built by the service's own code: ``build_contact`` and ``changed_outcome`` (as ``create_contact``
 does for a ``CreateContact`` command), ``contact_to_doc`` for the contact document, and claim
-documents shaped as ``MongoAddressBook.claim`` writes them. Each contact has one phone number
+documents from ``MongoAddressBook.claim_doc`` (what ``claim`` inserts). Each contact has one phone number
 (``+1555`` and 7 digits, unique) and one email. The command log is not written: lookups never read it.
 Before measuring, sample lookups (first, middle, last, one by email) must return exactly what
 ``contact_from_doc`` makes of the stored document.
@@ -371,17 +371,7 @@ def build_docs(svc: Services, start: int, stop: int) -> tuple[list[Doc], list[Do
         outcome = changed_outcome(command, contact, set_fields(contact), created=True)
         claimed_at: datetime = svc.clock.now()
         for address, _field in wanted:
-            # The document MongoAddressBook.claim inserts.
-            claims.append(
-                {
-                    "_id": claim_id(address),
-                    "customer_id": CUSTOMER,
-                    "kind": address.kind,
-                    "value": address.value,
-                    "contact_id": contact.id,
-                    "claimed_at": claimed_at,
-                }
-            )
+            claims.append(MongoAddressBook.claim_doc(CUSTOMER, address, contact.id, claimed_at))
         contacts.append(contact_to_doc(contact, outcome))
     return contacts, claims
 
