@@ -1,13 +1,12 @@
 """Contact commands: apply once, then reply (if asked). The offset is committed after both."""
 
 from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from contracts import topics
 from contracts.commands import ContactCommand
 from service.config import Settings
-from service.entrypoints.messaging import Replier
+from service.entrypoints.messaging import Replier, current_record
 from service.service_layer.context import Services
 from service.service_layer.handlers import handle_command
 
@@ -27,6 +26,7 @@ def build_router(*, settings: Settings, svc: Services, replier: Replier, router:
             "(ContactReply, BulkCreateReply or BulkDeleteReply) is sent when reply_to is set."
         ),
     )
-    async def on_command(command: ContactCommand, message: KafkaMessage) -> None:
+    async def on_command(command: ContactCommand) -> None:
+        record = current_record()
         reply = await handle_command(command, svc=svc)
-        await replier.reply(message.raw_message, reply)  # type: ignore[arg-type]
+        await replier.reply(record, reply)

@@ -7,7 +7,6 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.publisher.usecase import DefaultPublisher as KafkaPublisher
 from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
@@ -68,7 +67,7 @@ def build_router(
             "go to the dead-letter topic. Offsets are committed after the store writes and events."
         ),
     )
-    async def on_sync(records: list[Any], message: KafkaMessage) -> None:
+    async def on_sync(records: list[Any]) -> None:
         parsed: dict[int, SyncMessage] = {}
         for position, record in enumerate(records):
             try:

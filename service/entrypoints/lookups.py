@@ -1,7 +1,6 @@
 """Caller identity: "who is calling?" by phone, email or a batch of phones, over request/reply."""
 
 from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from contracts import queries as q
@@ -9,7 +8,7 @@ from contracts import topics
 from contracts.errors import Error, ErrorCode
 from contracts.replies import BatchLookupReply, ContactReply, ErrorReply
 from service.config import Settings
-from service.entrypoints.messaging import Replier, is_transient, log
+from service.entrypoints.messaging import Replier, current_record, is_transient, log
 from service.service_layer import queries
 from service.service_layer.context import Services
 
@@ -35,8 +34,9 @@ def build_router(*, settings: Settings, svc: Services, replier: Replier, router:
             "A request past its deadline header (epoch ms) is dropped and counted, not answered late."
         ),
     )
-    async def on_lookup(query: q.LookupQuery, message: KafkaMessage) -> None:
-        if replier.expired(message.raw_message):  # type: ignore[arg-type]
+    async def on_lookup(query: q.LookupQuery) -> None:
+        record = current_record()
+        if replier.expired(record):
             return  # the caller gave up; counted, not answered late
         reply: ContactReply | BatchLookupReply | ErrorReply
         try:
@@ -49,4 +49,4 @@ def build_router(*, settings: Settings, svc: Services, replier: Replier, router:
                 raise
             log.warning("lookup failed: %r", exc)
             reply = ErrorReply(error=Error(code=ErrorCode.UNAVAILABLE, message="store unavailable, retry"))
-        await replier.reply(message.raw_message, reply)  # type: ignore[arg-type]
+        await replier.reply(record, reply)

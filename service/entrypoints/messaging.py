@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -83,6 +84,19 @@ def _is_text(value: bytes | None) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+_RECORD: ContextVar[Any] = ContextVar("contact_service_record")
+
+
+def current_record() -> ConsumerRecord[Any, Any]:
+    """The raw record the running handler was given (a tuple of them for a batch subscriber).
+
+    Handlers take it from here, set by the failure middleware, rather than through a
+    ``KafkaMessage`` parameter: FastStream resolves context parameters in a worker thread, a
+    thread hop per message that cost lookups about a tenth of their CPU and added latency.
+    """
+    return _RECORD.get()  # type: ignore[no-any-return]
 
 
 class Counters:
@@ -280,6 +294,13 @@ class _FailureMiddleware(BaseMiddleware):
     def __init__(self, msg: Any, /, *, context: Any, policy: FailurePolicy) -> None:
         super().__init__(msg, context=context)
         self.policy = policy
+
+    async def consume_scope(self, call_next: Callable[[Any], Awaitable[Any]], msg: Any) -> Any:
+        token = _RECORD.set(msg.raw_message)
+        try:
+            return await call_next(msg)
+        finally:
+            _RECORD.reset(token)
 
     async def after_processed(
         self,

@@ -1,14 +1,13 @@
 """Get and list, answered over request/reply."""
 
 from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from contracts import queries as q
 from contracts import topics
 from contracts.replies import ContactListReply, ContactReply
 from service.config import Settings
-from service.entrypoints.messaging import Replier
+from service.entrypoints.messaging import Replier, current_record
 from service.service_layer import queries
 from service.service_layer.context import Services
 
@@ -27,12 +26,13 @@ def build_router(*, settings: Settings, svc: Services, replier: Replier, router:
             "are never returned."
         ),
     )
-    async def on_query(query: q.ContactQuery, message: KafkaMessage) -> None:
-        if replier.expired(message.raw_message):  # type: ignore[arg-type]
+    async def on_query(query: q.ContactQuery) -> None:
+        record = current_record()
+        if replier.expired(record):
             return  # the caller gave up; counted, not answered late
         reply: ContactReply | ContactListReply
         if isinstance(query, q.GetContact):
             reply = await queries.get_contact(query, svc=svc)
         else:
             reply = await queries.list_contacts(query, svc=svc)
-        await replier.reply(message.raw_message, reply)  # type: ignore[arg-type]
+        await replier.reply(record, reply)
