@@ -141,10 +141,15 @@ def reply_address(headers: dict[str, bytes]) -> ReplyAddress | None:
 class Replier:
     """Answers requests that asked for an answer, in the convention they used, unless too late.
 
-    Replies go through a producer of their own: raw header bytes (Spring's correlation id) pass
+    Replies go through producers of their own: raw header bytes (Spring's correlation id) pass
     through unchanged, and a reply waits for the leader only (acks=1) — a lost reply is a caller
-    timeout, not lost data, and every millisecond counts while a caller waits.
+    timeout, not lost data, and every millisecond counts while a caller waits. Small replies
+    (lookups) go uncompressed; large ones (a bulk reply of 1,000 contacts is a few MB of JSON) go
+    gzipped, which fits them in the broker's default 1 MB record limit many times over.
     """
+
+    COMPRESS_FROM = 64 * 1024
+    """Reply size (bytes) from which replies are compressed."""
 
     def __init__(
         self, *, bootstrap_servers: str, counters: Counters, client_id: str = "contact-service-replies"
@@ -154,23 +159,24 @@ class Replier:
             "client_id": client_id,
             "acks": 1,
             "linger_ms": 0,
-            # A bulk reply (1,000 contacts) is a few MB of JSON: compressed it fits the broker's
-            # default 1 MB record limit many times over.
-            "compression_type": "gzip",
             "max_request_size": 16 * 1024 * 1024,
         }
-        self._producer: AIOKafkaProducer | None = None
+        self._plain: AIOKafkaProducer | None = None
+        self._packed: AIOKafkaProducer | None = None
         self.counters = counters
 
     async def start(self) -> None:
         # Created here, not in __init__: aiokafka binds to the running event loop.
-        self._producer = AIOKafkaProducer(**self._options)
-        await self._producer.start()
+        self._plain = AIOKafkaProducer(**self._options)
+        self._packed = AIOKafkaProducer(**self._options, compression_type="gzip")
+        await self._plain.start()
+        await self._packed.start()
 
     async def stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        for producer in (self._plain, self._packed):
+            if producer is not None:
+                await producer.stop()
+        self._plain = self._packed = None
 
     def expired(self, record: ConsumerRecord[Any, Any]) -> bool:
         """True (and counted) when the request carries a deadline that has passed."""
@@ -193,11 +199,12 @@ class Replier:
             return False
         if self.expired(record):
             return True  # asked for, but nobody is waiting any more: answering late helps no one
-        payload = body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body)
-        assert self._producer is not None, "Replier.start() was not awaited"
-        await self._producer.send_and_wait(
+        payload = (body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body)).encode()
+        producer = self._packed if len(payload) >= self.COMPRESS_FROM else self._plain
+        assert producer is not None, "Replier.start() was not awaited"
+        await producer.send_and_wait(
             address.topic,
-            payload.encode(),
+            payload,
             partition=address.partition,
             headers=[("content-type", b"application/json"), *address.headers],
         )
