@@ -466,3 +466,22 @@ async def test_bulk_create_reports_each_item_and_applies_the_rest(
     assert (deleted.deleted, deleted.not_found) == (2, ["no-such-contact"])
     assert (await client.list_contacts(ACME)).result == []
     assert await client.bulk_delete(gone) == deleted
+
+
+async def test_a_full_bulk_of_1000_is_applied_and_its_large_reply_arrives(
+    running_service: Application, client: ContactClient
+) -> None:
+    bulk = c.BulkCreateContacts(
+        command_id=cid(),
+        customer_id=ACME,
+        contacts=[
+            {"first_name": f"Caller {i}", "phone_numbers": [{"number": f"+1555444{i:04d}"}]}
+            for i in range(1000)
+        ],
+    )
+    reply = await client.bulk_create(bulk, timeout=60)
+    assert (reply.created, reply.failed) == (1000, 0)
+    assert len(reply.model_dump_json()) > 64 * 1024  # large enough to travel compressed
+    assert [i.index for i in reply.items] == list(range(1000))
+    last = await ok(await client.lookup_phone(ACME, "+15554440999"))
+    assert last.id == reply.items[999].contact_id
