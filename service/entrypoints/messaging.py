@@ -144,8 +144,9 @@ class Replier:
     Replies go through producers of their own: raw header bytes (Spring's correlation id) pass
     through unchanged, and a reply waits for the leader only (acks=1) — a lost reply is a caller
     timeout, not lost data, and every millisecond counts while a caller waits. Small replies
-    (lookups) go uncompressed; large ones (a bulk reply of 1,000 contacts is a few MB of JSON) go
-    gzipped, which fits them in the broker's default 1 MB record limit many times over.
+    (lookups) go uncompressed; large ones (a bulk reply of 1,000 contacts runs to hundreds of KB
+    of JSON, more with long names and notes) go gzipped, well inside the broker's default 1 MB
+    record limit.
     """
 
     COMPRESS_FROM = 64 * 1024
