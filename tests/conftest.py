@@ -77,10 +77,21 @@ def endpoints() -> Iterator[Endpoints]:
 
 
 @pytest.fixture
-def isolation() -> tuple[str, str]:
-    """A unique (topic prefix, database name) for one test."""
+async def isolation(endpoints: Endpoints) -> AsyncIterator[tuple[str, str]]:
+    """A unique (topic prefix, database name) for one test; its topics are deleted afterwards."""
     tag = uuid.uuid4().hex[:10]
-    return f"t{tag}.", f"test_{tag}"
+    yield f"t{tag}.", f"test_{tag}"
+    # A broker keeping thousands of leftover test topics takes several times longer to start.
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=endpoints.kafka, client_id="tests-cleanup")
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(f"t{tag}.")]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
 
 
 def service_settings(endpoints: Endpoints, isolation: tuple[str, str]) -> "Settings":
