@@ -7,6 +7,7 @@ import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from contracts import headers, topics
 from contracts.client import ContactClient
 from contracts.replies import ContactReply, ErrorReply
 from service.bootstrap import Application
+from service.config import Settings
 from service.domain.model import Contact
 from service.service_layer.context import Services
 from service.service_layer.ports import JsonDict
@@ -383,23 +385,33 @@ class LoseAckOnce:
         return once
 
 
+@asynccontextmanager
+async def started_losing_one_ack(
+    settings: Settings, *, port: str, method: str, error: Exception
+) -> AsyncIterator[tuple[Application, LoseAckOnce]]:
+    """The real service, with ``port.method`` (a field of Services) losing its first ack."""
+    holder: list[LoseAckOnce] = []
+
+    def adapt(services: Services) -> Services:
+        holder.append(LoseAckOnce(getattr(services, port), method, error))
+        swapped: dict[str, Any] = {port: holder[0]}
+        return dataclasses.replace(services, **swapped)
+
+    async with started(settings, adapt=adapt) as application:
+        yield application, holder[0]
+
+
 @pytest.fixture(params=["store write", "event publish"])
 async def flaky_service(
     request: pytest.FixtureRequest, endpoints: Endpoints, isolation: tuple[str, str]
 ) -> AsyncIterator[tuple[Application, LoseAckOnce]]:
-    holder: list[LoseAckOnce] = []
-
-    def adapt(services: Services) -> Services:
-        if request.param == "store write":
-            flaky = LoseAckOnce(services.contacts, "insert", AutoReconnect("connection reset"))
-            holder.append(flaky)
-            return dataclasses.replace(services, contacts=flaky)
-        flaky = LoseAckOnce(services.events, "publish", KafkaConnectionError("broker gone"))
-        holder.append(flaky)
-        return dataclasses.replace(services, events=flaky)
-
-    async with started(service_settings(endpoints, isolation), adapt=adapt) as application:
-        yield application, holder[0]
+    if request.param == "store write":
+        port, method, error = "contacts", "insert", AutoReconnect("connection reset")
+    else:
+        port, method, error = "events", "publish", KafkaConnectionError("broker gone")
+    settings = service_settings(endpoints, isolation)
+    async with started_losing_one_ack(settings, port=port, method=method, error=error) as flaky:
+        yield flaky
 
 
 async def test_a_failure_after_the_write_means_redelivery_never_loss_or_double_apply(

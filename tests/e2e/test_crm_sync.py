@@ -3,7 +3,6 @@ conflicts reported on the sync-results topic, bad messages dead-lettered, and a 
 middle of a batch recovered without loss or double apply."""
 
 import asyncio
-import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,9 +14,8 @@ from contracts import headers, topics
 from contracts.client import ContactClient
 from contracts.sync import sync_key
 from service.bootstrap import Application
-from service.service_layer.context import Services
-from tests.conftest import Endpoints, TopicReader, service_settings, started
-from tests.e2e.test_contact_rules import LoseAckOnce
+from tests.conftest import Endpoints, TopicReader, service_settings
+from tests.e2e.test_contact_rules import LoseAckOnce, started_losing_one_ack
 
 pytestmark = pytest.mark.integration
 
@@ -145,17 +143,15 @@ async def test_conflicts_are_reported_and_bad_messages_dead_lettered_while_the_r
 async def store_fails_mid_batch(
     endpoints: Endpoints, isolation: tuple[str, str]
 ) -> AsyncIterator[tuple[Application, LoseAckOnce]]:
-    holder: list[LoseAckOnce] = []
-
-    def adapt(services: Services) -> Services:
-        # The contacts of the batch get written, then the store "goes away" before the events and
-        # the applied states: the worst place for a batch to stop.
-        flaky = LoseAckOnce(services.contacts, "insert_many", AutoReconnect("store went away"))
-        holder.append(flaky)
-        return dataclasses.replace(services, contacts=flaky)
-
-    async with started(service_settings(endpoints, isolation), adapt=adapt) as application:
-        yield application, holder[0]
+    # The contacts of the batch get written, then the store "goes away" before the events and the
+    # applied states: the worst place for a batch to stop.
+    async with started_losing_one_ack(
+        service_settings(endpoints, isolation),
+        port="contacts",
+        method="insert_many",
+        error=AutoReconnect("store went away"),
+    ) as flaky:
+        yield flaky
 
 
 async def test_a_store_failure_mid_batch_leaves_nothing_lost_or_applied_twice(
