@@ -76,7 +76,7 @@ def build_router(
                 reason = input_error(exc) or Error(code=ErrorCode.INVALID_ARGUMENT, message=str(exc))
                 await dead_letters.send(record, reason)
                 counters.add("sync_dead_lettered")
-        report = await apply_sync_batch(list(parsed.items()), svc=svc)
+        report = await apply_sync_batch(list(parsed.items()), svc=svc, lanes=settings.sync_lanes)
         sends = []
         for position, error in sorted(report.failed.items()):
             record, item = records[position], parsed[position]

@@ -99,29 +99,23 @@ class ManyOutcome:
 async def upsert_many(customer_id: str, items: list[NewItem], *, svc: Services) -> ManyOutcome:
     """Upsert many contacts by external_id: the new ones in bulk, the rest one by one.
 
-    New contacts cost three round trips together: their external ids looked up, their addresses
-    claimed in one insert, the contacts written in one insert. Contacts that exist already (by
-    external_id), and items repeating an external id of an earlier item, go one by one after
-    them, in item order. One item's failure never stops the others.
+    New contacts cost two round trips together: their addresses (the external id's claim among
+    them) claimed in one insert, the contacts written in one insert. An item whose external id
+    another contact claims already updates that contact instead; those, and items repeating an
+    external id of an earlier item, go one by one after them, in item order. One item's failure
+    never stops the others.
     """
     out = ManyOutcome()
-    externals = [
-        Address("external", i.contact_input.external_id) for i in items if i.contact_input.external_id
-    ]
-    owners = await svc.addresses.owners(customer_id=customer_id, addresses=externals)
     fresh: list[NewItem] = []
-    later: list[NewItem] = []
+    repeats: list[NewItem] = []
     seen_external: set[str] = set()
     for item in items:
         external = item.contact_input.external_id
-        if external and (Address("external", external) in owners or external in seen_external):
-            later.append(item)
-        else:
-            fresh.append(item)
+        (repeats if external and external in seen_external else fresh).append(item)
         if external:
             seen_external.add(external)
-    await _create_many(customer_id, fresh, out=out, svc=svc)
-    for item in later:
+    existing = await _create_many(customer_id, fresh, out=out, svc=svc)
+    for item in sorted(existing + repeats, key=lambda i: i.position):
         for _ in range(5):
             try:
                 result, events = await upsert_by_external_id(
@@ -150,7 +144,10 @@ class _Built:
     wanted: list[tuple[Address, str]]
 
 
-async def _create_many(customer_id: str, items: list[NewItem], *, out: ManyOutcome, svc: Services) -> None:
+async def _create_many(
+    customer_id: str, items: list[NewItem], *, out: ManyOutcome, svc: Services
+) -> list[NewItem]:
+    """Create the items as new contacts; returns those whose external id another contact claims."""
     built: list[_Built] = []
     seen: set[Address] = set()
     for item in items:
@@ -179,8 +176,15 @@ async def _create_many(customer_id: str, items: list[NewItem], *, out: ManyOutco
         now=svc.clock.now(),
     )
     ready: list[_Built] = []
+    updates: list[NewItem] = []
     for b in built:
         contested = [(a, f) for a, f in b.wanted if a in taken and taken[a].contact_id != b.contact.id]
+        if any(a.kind == "external" for a, _ in contested):
+            # Claimed first, read only when taken: new contacts (a CRM export) cost no reads.
+            mine = {a for a, _ in b.wanted if a not in taken}
+            await release_addresses(mine, customer_id=customer_id, contact_id=b.contact.id, svc=svc)
+            updates.append(b.item)
+            continue
         if contested:
             try:
                 # One by one: a claim left by a contact that never got written is taken over.
@@ -214,6 +218,7 @@ async def _create_many(customer_id: str, items: list[NewItem], *, out: ManyOutco
         result = BulkItemResult.model_validate(outcome.reply)
         out.results[b.item.position] = result.model_copy(update={"index": b.item.position})
         out.events += outcome.events
+    return updates
 
 
 def _failed(item: NewItem, exc: DomainError) -> BulkItemResult:

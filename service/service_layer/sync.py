@@ -3,7 +3,8 @@
 Per batch of sync messages:
 
 1. keep the newest message per (customer, external_id); the older ones are stale;
-2. read what was applied for each (point reads); anything not newer is stale: counted, skipped;
+2. in a few concurrent lanes (each external contact in one), read what was applied for each
+   (point reads); anything not newer is stale: counted, skipped;
 3. upserts go through ``bulk.upsert_many``, as bulk create does: contacts new to the service are
    created in bulk (claims in one insert, contacts in one insert), existing ones are updated one
    by one (compare-and-set on the version); an item whose address another contact holds fails
@@ -16,6 +17,7 @@ find their claims and contacts under derived ids and re-publish the events store
 updates and deletes find their own last outcome; the states, written last, make the rest a no-op.
 """
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,8 +52,15 @@ def contact_input(message: CrmContactUpserted) -> ContactInput:
     return ContactInput(**message.contact.model_dump(), source=Source.SYNC, external_id=message.external_id)
 
 
-async def apply_sync_batch(messages: Sequence[tuple[int, SyncMessage]], *, svc: Services) -> SyncReport:
-    """Apply a batch of (position, message); publish its events; record the applied states."""
+async def apply_sync_batch(
+    messages: Sequence[tuple[int, SyncMessage]], *, svc: Services, lanes: int = 1
+) -> SyncReport:
+    """Apply a batch of (position, message); publish its events; record the applied states.
+
+    The batch's external contacts are dealt into ``lanes`` groups applied concurrently, so one
+    group's point reads (client CPU) overlap another's bulk writes (store CPU). Each external
+    contact is in one group only, so its messages keep their order.
+    """
     report = SyncReport()
     newest: dict[Key, tuple[int, SyncMessage]] = {}
     for position, message in messages:
@@ -60,38 +69,57 @@ async def apply_sync_batch(messages: Sequence[tuple[int, SyncMessage]], *, svc: 
         if current is None or message.order() > current[1].order():
             newest[key] = (position, message)
         report.stale += current is not None
-    applied = await svc.sync_states.get_many(keys=list(newest))
+    latest = list(newest.values())
+    groups = [latest[lane::lanes] for lane in range(lanes)]
+    states: list[SyncState] = []
+    for part in await asyncio.gather(*(_apply(group, svc=svc) for group in groups if group)):
+        report.stale += part.stale
+        report.failed |= part.failed
+        report.events += part.events
+        states += part.states
+
+    await svc.events.publish(events=report.events)
+    await svc.sync_states.put_many(states=states)
+    report.applied = len(states)
+    return report
+
+
+@dataclass
+class _Part(SyncReport):
+    states: list[SyncState] = field(default_factory=list)
+
+
+async def _apply(newest: list[tuple[int, SyncMessage]], *, svc: Services) -> _Part:
+    """Apply the newest message of each external contact, unless a newer one was applied."""
+    part = _Part()
+    keys = [(m.customer_id, m.external_id) for _, m in newest]
+    applied = await svc.sync_states.get_many(keys=keys)
     fresh = [
         (position, message, applied.get(key))
-        for key, (position, message) in newest.items()
+        for key, (position, message) in zip(keys, newest, strict=True)
         if key not in applied or message.order() > applied[key].order
     ]
-    report.stale += len(newest) - len(fresh)
+    part.stale += len(newest) - len(fresh)
 
-    states: list[SyncState] = []
     upserts: dict[str, list[NewItem]] = defaultdict(list)
     by_position: dict[int, SyncMessage] = {}
     for position, message, state in fresh:
         by_position[position] = message
         if isinstance(message, CrmContactDeleted):
-            states.append(await _delete(message, state, report=report, svc=svc))
+            part.states.append(await _delete(message, state, report=part, svc=svc))
             continue
         upserts[message.customer_id].append(
             NewItem(position, origin_of(message), contact_input(message), "contact")
         )
     for customer_id, items in upserts.items():
         outcome = await upsert_many(customer_id, items, svc=svc)
-        report.events += outcome.events
+        part.events += outcome.events
         for position, result in outcome.results.items():
             if result.error is not None:
-                report.failed[position] = result.error
+                part.failed[position] = result.error
             elif result.contact is not None:
-                states.append(_state(by_position[position], result.contact.id, deleted=False))
-
-    await svc.events.publish(events=report.events)
-    await svc.sync_states.put_many(states=states)
-    report.applied = len(states)
-    return report
+                part.states.append(_state(by_position[position], result.contact.id, deleted=False))
+    return part
 
 
 async def _delete(

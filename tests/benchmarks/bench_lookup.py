@@ -93,7 +93,7 @@ from service.service_layer import mapping
 from service.service_layer.addresses import resolve
 from service.service_layer.commands import build_contact, changed_outcome, set_fields
 from service.service_layer.context import Services
-from tests.benchmarks.bench_sync import Service
+from tests.benchmarks.bench_sync import Service, add_loop_option, run_on
 from tests.conftest import Endpoints
 
 log = logging.getLogger("bench_lookup")
@@ -545,6 +545,8 @@ class EchoProcess:
             self.topic,
             "--echo-partitions",
             str(self.partitions),
+            "--loop",
+            os.environ.get("EVENT_LOOP", "uvloop"),
         )
         return self
 
@@ -710,6 +712,7 @@ async def environment(endpoints: Endpoints) -> dict[str, Any]:
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "platform": platform.platform(),
         "python": sys.version.split()[0],
+        "event_loop": os.environ.get("EVENT_LOOP"),
         "packages": versions,
         "kafka_bootstrap_servers": endpoints.kafka,
         "mongodb_url": _without_credentials(endpoints.mongodb),
@@ -805,6 +808,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--echo-topic", help=argparse.SUPPRESS)  # the echo responder's own process
     parser.add_argument("--echo-partitions", type=int, default=ECHO_PARTITIONS, help=argparse.SUPPRESS)
+    add_loop_option(parser)
     args = parser.parse_args(argv)
     if min(args.sizes) < 1 or min(args.rates) <= 0 or args.seconds <= 0 or args.quiet_wait < 0:
         parser.error("sizes, rates and seconds must be positive")
@@ -814,7 +818,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def run(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.echo_topic:
-        asyncio.run(serve_echo(args.echo_topic, args.echo_partitions))
+        run_on(args.loop, serve_echo(args.echo_topic, args.echo_partitions))
         return
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
@@ -822,7 +826,7 @@ def run(argv: Sequence[str] | None = None) -> None:
     # Everything else printed meanwhile goes to stderr: FastStream's access log (two lines per
     # message, created while the service starts) writes to whatever sys.stdout is at that moment.
     with contextlib.redirect_stdout(sys.stderr):
-        report = asyncio.run(main(args.sizes, args.rates, args.seconds, args.quiet_wait))
+        report = run_on(args.loop, main(args.sizes, args.rates, args.seconds, args.quiet_wait))
     json.dump(report, out, indent=2)
     out.write("\n")
 

@@ -30,9 +30,11 @@ import socket
 import sys
 import time
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
+import uvloop
 from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
@@ -45,6 +47,25 @@ KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 MONGODB = os.environ.get("MONGODB_URL", "mongodb://127.0.0.1:27017/")
 BATCH = 500
 TARGET_RATIO = 0.6
+
+
+T = TypeVar("T")
+Loop = Literal["uvloop", "asyncio"]
+
+
+def add_loop_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="event loop of the service, the baselines and this driver alike (default: uvloop)",
+    )
+
+
+def run_on(loop: Loop, main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on ``loop``; the service processes started meanwhile use the same loop."""
+    os.environ["EVENT_LOOP"] = loop
+    return uvloop.run(main) if loop == "uvloop" else asyncio.run(main)
 
 
 def log(*parts: object) -> None:
@@ -282,7 +303,7 @@ async def bench_memory(mongo: AsyncMongoClient[dict[str, Any]], count: int) -> d
     }
 
 
-async def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -291,7 +312,11 @@ async def main() -> None:
     parser.add_argument(
         "--memory", type=int, default=1_000_000, help="sync messages for the memory run (0: skip)"
     )
-    args = parser.parse_args()
+    add_loop_option(parser)
+    return parser.parse_args()
+
+
+async def main(args: argparse.Namespace) -> None:
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGODB)
     result: dict[str, Any] = {
         "environment": {
@@ -300,6 +325,7 @@ async def main() -> None:
             "kafka": KAFKA,
             "store": MONGODB,
             "batch_size": BATCH,
+            "event_loop": args.loop,
         }
     }
     try:
@@ -315,4 +341,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    arguments = parse_args()
+    run_on(arguments.loop, main(arguments))
