@@ -18,7 +18,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from service.domain.model import Address, Contact, Email, PhoneNumber
 from service.service_layer.mapping import contact_to_wire
-from service.service_layer.ports import Claim, LoggedOutcome, Outcome, StoredContact, SyncState
+from service.service_layer.ports import FREE, Claim, LoggedOutcome, Outcome, StoredContact, SyncState
 
 Doc = dict[str, Any]
 
@@ -330,12 +330,18 @@ class MongoAddressBook:
         )
         return result.modified_count == 1
 
-    async def release(self, *, customer_id: str, address: Address, contact_id: str) -> None:
-        # Read, then delete by _id alone (indexed everywhere). A takeover in between is impossible:
+    async def release(
+        self, *, customer_id: str, address: Address, contact_id: str, keep_free: bool = False
+    ) -> None:
+        # Read, then write by _id alone (indexed everywhere). A takeover in between is impossible:
         # a claim can only be taken over once stale for the grace period (seconds, not this gap).
         key = self._id(customer_id, address)
         doc = await self._claims.find_one({"_id": key})
-        if doc is not None and doc["contact_id"] == contact_id:
+        if doc is None or doc["contact_id"] != contact_id:
+            return
+        if keep_free:
+            await self._claims.update_one({"_id": key}, {"$set": {"contact_id": FREE}})
+        else:
             await self._claims.delete_one({"_id": key})
 
 

@@ -4,6 +4,10 @@ Claims are documents keyed by (customer, kind, value), so every check is a point
 on MongoDB and on stores that push down nothing else. There are no multi-document transactions:
 a claim is taken before the contact is written and released after, and a claim is trusted only
 while its owner really holds the address (or within the grace period right after claiming).
+
+An external id's claim is never deleted: released, it stays owned by no one (``FREE``). CRM sync
+relies on it: a sync state is only ever recorded for an external id that has a claim, so a new
+contact whose external id claim is taken fresh needs no read of what was applied before.
 """
 
 from collections.abc import Sequence
@@ -11,7 +15,7 @@ from collections.abc import Sequence
 from service.domain.errors import AddressAlreadyExists
 from service.domain.model import Address, Contact
 from service.service_layer.context import Services
-from service.service_layer.ports import Claim
+from service.service_layer.ports import FREE, Claim
 
 
 async def claim_addresses(
@@ -32,7 +36,7 @@ async def claim_addresses(
             taken.append(address)
     except BaseException:
         for address in taken:
-            await svc.addresses.release(customer_id=customer_id, address=address, contact_id=contact_id)
+            await release(address, customer_id=customer_id, contact_id=contact_id, svc=svc)
         raise
 
 
@@ -54,6 +58,8 @@ async def _claim_one(address: Address, *, customer_id: str, contact_id: str, svc
 
 
 async def _is_stale(claim: Claim, address: Address, *, customer_id: str, svc: Services) -> bool:
+    if claim.contact_id == FREE:
+        return True
     owner = await svc.contacts.read(customer_id=customer_id, contact_id=claim.contact_id)
     if owner is not None and owner.is_deleted:
         return True
@@ -67,13 +73,22 @@ async def release_addresses(
     addresses: set[Address], *, customer_id: str, contact_id: str, svc: Services
 ) -> None:
     for address in sorted(addresses, key=lambda a: (a.kind, a.value)):
-        await svc.addresses.release(customer_id=customer_id, address=address, contact_id=contact_id)
+        await release(address, customer_id=customer_id, contact_id=contact_id, svc=svc)
+
+
+async def release(address: Address, *, customer_id: str, contact_id: str, svc: Services) -> None:
+    await svc.addresses.release(
+        customer_id=customer_id,
+        address=address,
+        contact_id=contact_id,
+        keep_free=address.kind == "external",
+    )
 
 
 async def resolve(address: Address, *, customer_id: str, svc: Services) -> Contact | None:
     """The active contact holding ``address``, if any: two point reads by key."""
     claim = await svc.addresses.owner(customer_id=customer_id, address=address)
-    if claim is None:
+    if claim is None or claim.contact_id == FREE:
         return None
     owner = await svc.contacts.read(customer_id=customer_id, contact_id=claim.contact_id)
     if owner is None or not owner.holds(address):

@@ -99,11 +99,23 @@ class ManyOutcome:
 async def upsert_many(customer_id: str, items: list[NewItem], *, svc: Services) -> ManyOutcome:
     """Upsert many contacts by external_id: the new ones in bulk, the rest one by one.
 
-    New contacts cost two round trips together: their addresses (the external id's claim among
-    them) claimed in one insert, the contacts written in one insert. An item whose external id
-    another contact claims already updates that contact instead; those, and items repeating an
-    external id of an earlier item, go one by one after them, in item order. One item's failure
-    never stops the others.
+    One item's failure never stops the others.
+    """
+    out, rest = await create_many(customer_id, items, svc=svc)
+    await upsert_each(customer_id, rest, out=out, svc=svc)
+    return out
+
+
+async def create_many(
+    customer_id: str, items: list[NewItem], *, svc: Services
+) -> tuple[ManyOutcome, list[NewItem]]:
+    """Create the items that are new to the service in bulk; return the rest, in item order.
+
+    Two round trips in all: the addresses claimed in one insert, the contacts written in one
+    insert. An item is new when it has no external id or when this insert took its external id's
+    claim. Items whose external id was claimed before (by a contact, by an earlier delivery of
+    the same item, or released) and items repeating an external id of an earlier item are
+    returned, for ``upsert_each``.
     """
     out = ManyOutcome()
     fresh: list[NewItem] = []
@@ -114,8 +126,13 @@ async def upsert_many(customer_id: str, items: list[NewItem], *, svc: Services) 
         (repeats if external and external in seen_external else fresh).append(item)
         if external:
             seen_external.add(external)
-    existing = await _create_many(customer_id, fresh, out=out, svc=svc)
-    for item in sorted(existing + repeats, key=lambda i: i.position):
+    claimed_before = await _create_many(customer_id, fresh, out=out, svc=svc)
+    return out, sorted(claimed_before + repeats, key=lambda i: i.position)
+
+
+async def upsert_each(customer_id: str, items: list[NewItem], *, out: ManyOutcome, svc: Services) -> None:
+    """Upsert items one by one, in order: update the contact holding the external id, or create."""
+    for item in items:
         for _ in range(5):
             try:
                 result, events = await upsert_by_external_id(
@@ -134,7 +151,6 @@ async def upsert_many(customer_id: str, items: list[NewItem], *, svc: Services) 
             raise ConcurrentChange(f"item {item.origin.command_id}")
         out.results[item.position] = result
         out.events += events
-    return out
 
 
 @dataclass
@@ -147,7 +163,7 @@ class _Built:
 async def _create_many(
     customer_id: str, items: list[NewItem], *, out: ManyOutcome, svc: Services
 ) -> list[NewItem]:
-    """Create the items as new contacts; returns those whose external id another contact claims."""
+    """Create the items as new contacts; returns those whose external id was claimed before."""
     built: list[_Built] = []
     seen: set[Address] = set()
     for item in items:
@@ -176,15 +192,15 @@ async def _create_many(
         now=svc.clock.now(),
     )
     ready: list[_Built] = []
-    updates: list[NewItem] = []
+    claimed_before: list[NewItem] = []
     for b in built:
-        contested = [(a, f) for a, f in b.wanted if a in taken and taken[a].contact_id != b.contact.id]
-        if any(a.kind == "external" for a, _ in contested):
-            # Claimed first, read only when taken: new contacts (a CRM export) cost no reads.
+        if any(a.kind == "external" and a in taken for a, _ in b.wanted):
+            # Claimed first, looked at only when taken: new contacts (a CRM export) cost no reads.
             mine = {a for a, _ in b.wanted if a not in taken}
             await release_addresses(mine, customer_id=customer_id, contact_id=b.contact.id, svc=svc)
-            updates.append(b.item)
+            claimed_before.append(b.item)
             continue
+        contested = [(a, f) for a, f in b.wanted if a in taken and taken[a].contact_id != b.contact.id]
         if contested:
             try:
                 # One by one: a claim left by a contact that never got written is taken over.
@@ -218,7 +234,7 @@ async def _create_many(
         result = BulkItemResult.model_validate(outcome.reply)
         out.results[b.item.position] = result.model_copy(update={"index": b.item.position})
         out.events += outcome.events
-    return updates
+    return claimed_before
 
 
 def _failed(item: NewItem, exc: DomainError) -> BulkItemResult:

@@ -44,7 +44,11 @@ class Claim:
     """Which contact an address was claimed for, and when."""
 
     contact_id: str
+    """``FREE`` for a released claim kept (external ids' claims are never deleted)."""
     claimed_at: datetime
+
+
+FREE = ""
 
 
 class Clock(Protocol):
@@ -100,8 +104,11 @@ class AddressBook(Protocol):
     ) -> bool:
         """Replace a stale claim, only if it is still exactly ``stale``."""
 
-    async def release(self, *, customer_id: str, address: Address, contact_id: str) -> None:
-        """Drop the claim if ``contact_id`` still holds it."""
+    async def release(
+        self, *, customer_id: str, address: Address, contact_id: str, keep_free: bool = False
+    ) -> None:
+        """Drop the claim if ``contact_id`` still holds it; with ``keep_free``, keep it owned by
+        no one (``FREE``) instead: free to take, and a sign the address was claimed before."""
 
 
 class CommandLog(Protocol):

@@ -3,14 +3,13 @@
 Per batch of sync messages:
 
 1. keep the newest message per (customer, external_id); the older ones are stale;
-2. in a few concurrent lanes (each external contact in one), read what was applied for each
-   (point reads); anything not newer is stale: counted, skipped;
-3. upserts go through ``bulk.upsert_many``, as bulk create does: contacts new to the service are
-   created in bulk (claims in one insert, contacts in one insert), existing ones are updated one
-   by one (compare-and-set on the version); an item whose address another contact holds fails
-   alone (ADDRESS_ALREADY_EXISTS), the rest go on;
-4. deletes go one by one;
-5. the events are published, and only then are the applied states written.
+2. in a few concurrent lanes (each external contact in one), upserts of external ids never
+   claimed are created in bulk as bulk create does (claims in one insert, contacts in one
+   insert), without reading anything first;
+3. for the rest (updates, deletes), read what was applied (point reads); anything not newer is
+   stale: counted, skipped; the others are applied one by one (compare-and-set on the version);
+   an item whose address another contact holds fails alone (ADDRESS_ALREADY_EXISTS);
+4. the events are published, and only then are the applied states written.
 
 The caller commits the batch's offsets after that. A crash anywhere means redelivery: creates
 find their claims and contacts under derived ids and re-publish the events stored with them,
@@ -26,9 +25,16 @@ from contracts.errors import Error
 from contracts.models import ContactInput, Source
 from contracts.sync import CrmContactDeleted, CrmContactUpserted
 from service.domain.model import Address
-from service.service_layer.bulk import ItemOrigin, NewItem, delete_by_id, upsert_many
+from service.service_layer.bulk import (
+    ItemOrigin,
+    ManyOutcome,
+    NewItem,
+    create_many,
+    delete_by_id,
+    upsert_each,
+)
 from service.service_layer.context import Services
-from service.service_layer.ports import JsonDict, SyncState
+from service.service_layer.ports import FREE, JsonDict, SyncState
 
 SyncMessage = CrmContactUpserted | CrmContactDeleted
 Key = tuple[str, str]
@@ -88,37 +94,56 @@ async def apply_sync_batch(
 class _Part(SyncReport):
     states: list[SyncState] = field(default_factory=list)
 
-
-async def _apply(newest: list[tuple[int, SyncMessage]], *, svc: Services) -> _Part:
-    """Apply the newest message of each external contact, unless a newer one was applied."""
-    part = _Part()
-    keys = [(m.customer_id, m.external_id) for _, m in newest]
-    applied = await svc.sync_states.get_many(keys=keys)
-    fresh = [
-        (position, message, applied.get(key))
-        for key, (position, message) in zip(keys, newest, strict=True)
-        if key not in applied or message.order() > applied[key].order
-    ]
-    part.stale += len(newest) - len(fresh)
-
-    upserts: dict[str, list[NewItem]] = defaultdict(list)
-    by_position: dict[int, SyncMessage] = {}
-    for position, message, state in fresh:
-        by_position[position] = message
-        if isinstance(message, CrmContactDeleted):
-            part.states.append(await _delete(message, state, report=part, svc=svc))
-            continue
-        upserts[message.customer_id].append(
-            NewItem(position, origin_of(message), contact_input(message), "contact")
-        )
-    for customer_id, items in upserts.items():
-        outcome = await upsert_many(customer_id, items, svc=svc)
-        part.events += outcome.events
+    def add(self, outcome: ManyOutcome, messages: dict[int, SyncMessage]) -> None:
+        self.events += outcome.events
         for position, result in outcome.results.items():
             if result.error is not None:
-                part.failed[position] = result.error
+                self.failed[position] = result.error
             elif result.contact is not None:
-                part.states.append(_state(by_position[position], result.contact.id, deleted=False))
+                self.states.append(_state(messages[position], result.contact.id, deleted=False))
+
+
+async def _apply(newest: list[tuple[int, SyncMessage]], *, svc: Services) -> _Part:
+    """Apply the newest message of each external contact, unless a newer one was applied.
+
+    Upserts of external ids never claimed are created in bulk without reading anything: a state
+    is only recorded for a claimed external id, and those claims are never deleted. The others
+    (updates, deletes, re-creates) are checked against the recorded state, then applied one by one.
+    """
+    part = _Part()
+    by_position = dict(newest)
+    creates: dict[str, list[NewItem]] = defaultdict(list)
+    checks: list[tuple[int, SyncMessage]] = []
+    for position, message in newest:
+        if isinstance(message, CrmContactDeleted):
+            checks.append((position, message))
+        else:
+            creates[message.customer_id].append(
+                NewItem(position, origin_of(message), contact_input(message), "contact")
+            )
+    routed: dict[int, NewItem] = {}
+    for customer_id, items in creates.items():
+        outcome, claimed_before = await create_many(customer_id, items, svc=svc)
+        part.add(outcome, by_position)
+        routed |= {item.position: item for item in claimed_before}
+    checks += [(position, by_position[position]) for position in routed]
+
+    checks.sort(key=lambda pm: pm[0])
+    keys = [(m.customer_id, m.external_id) for _, m in checks]
+    applied = await svc.sync_states.get_many(keys=keys)
+    updates: dict[str, list[NewItem]] = defaultdict(list)
+    for key, (position, message) in zip(keys, checks, strict=True):
+        state = applied.get(key)
+        if state is not None and message.order() <= state.order:
+            part.stale += 1
+        elif isinstance(message, CrmContactDeleted):
+            part.states.append(await _delete(message, state, report=part, svc=svc))
+        else:
+            updates[message.customer_id].append(routed[position])
+    for customer_id, items in updates.items():
+        outcome = ManyOutcome()
+        await upsert_each(customer_id, items, out=outcome, svc=svc)
+        part.add(outcome, by_position)
     return part
 
 
@@ -131,7 +156,15 @@ async def _delete(
         owner = await svc.addresses.owner(
             customer_id=message.customer_id, address=Address("external", message.external_id)
         )
-        contact_id = owner.contact_id if owner is not None else ""
+        contact_id = owner.contact_id if owner is not None else FREE
+        if owner is None:
+            # A state is only ever recorded under a claim of its external id: a free one here.
+            await svc.addresses.claim(
+                customer_id=message.customer_id,
+                address=Address("external", message.external_id),
+                contact_id=FREE,
+                now=svc.clock.now(),
+            )
     if contact_id:
         events = await delete_by_id(
             origin=origin,

@@ -6,7 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 from service.domain.model import Address, Contact
 from service.service_layer.context import Services
-from service.service_layer.ports import Claim, JsonDict, LoggedOutcome, Outcome, StoredContact, SyncState
+from service.service_layer.ports import (
+    FREE,
+    Claim,
+    JsonDict,
+    LoggedOutcome,
+    Outcome,
+    StoredContact,
+    SyncState,
+)
 
 
 class FakeClock:
@@ -113,10 +121,15 @@ class FakeAddressBook:
         self.claims[(customer_id, address)] = Claim(contact_id, now)
         return True
 
-    async def release(self, *, customer_id: str, address: Address, contact_id: str) -> None:
+    async def release(
+        self, *, customer_id: str, address: Address, contact_id: str, keep_free: bool = False
+    ) -> None:
         claim = self.claims.get((customer_id, address))
         if claim is not None and claim.contact_id == contact_id:
-            del self.claims[(customer_id, address)]
+            if keep_free:
+                self.claims[(customer_id, address)] = Claim(FREE, claim.claimed_at)
+            else:
+                del self.claims[(customer_id, address)]
 
 
 class FakeCommandLog:
@@ -138,8 +151,10 @@ class FakeSyncStates:
     def __init__(self) -> None:
         self.states: dict[tuple[str, str], SyncState] = {}
         self.fail_next = 0
+        self.reads: list[tuple[str, str]] = []
 
     async def get_many(self, *, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], SyncState]:
+        self.reads += keys
         return {k: self.states[k] for k in keys if k in self.states}
 
     async def put_many(self, *, states: Sequence[SyncState]) -> None:

@@ -8,8 +8,9 @@ import pytest
 from contracts.sync import SYNC_ADAPTER, CrmContactDeleted, CrmContactUpserted
 from service.domain.model import Address
 from service.service_layer.context import Services
+from service.service_layer.ports import FREE
 from service.service_layer.sync import SyncMessage, apply_sync_batch
-from tests.unit.fakes import FakeContacts, FakePublisher, FakeSyncStates, make_services
+from tests.unit.fakes import FakeAddressBook, FakeContacts, FakePublisher, FakeSyncStates, make_services
 
 CUST = "cust-1"
 
@@ -108,11 +109,21 @@ async def test_a_taken_number_fails_its_item_only() -> None:
         2: ("ADDRESS_ALREADY_EXISTS", "contact.phone_numbers[0].number"),
         3: ("INVALID_ARGUMENT", "contact.phone_numbers[0].number"),
     }
-    # The failed items left no claims behind.
+    # The failed items hold no claims: an external id's claim stays, owned by no one (FREE).
     states: FakeSyncStates = svc.sync_states  # type: ignore[assignment]
     assert set(states.states) == {(CUST, "owner"), (CUST, "fine")}
     owner = await svc.addresses.owner(customer_id=CUST, address=Address("external", "thief"))
-    assert owner is None
+    assert owner is not None and owner.contact_id == FREE
+    claims: FakeAddressBook = svc.addresses  # type: ignore[assignment]
+    external_of = {c.id: c.external_id for c in contacts_of(svc).values()}
+    held = {a.value: external_of.get(c.contact_id) for (_, a), c in claims.claims.items()}
+    assert held == {
+        "owner": "owner",
+        "+15551110001": "owner",
+        "fine": "fine",
+        "+15551110002": "fine",
+        "thief": None,
+    }
 
 
 async def test_delete_is_soft_and_an_older_upsert_does_not_bring_it_back() -> None:
@@ -126,6 +137,59 @@ async def test_delete_is_soft_and_an_older_upsert_does_not_bring_it_back() -> No
     # A newer upsert after the delete makes a new contact, which may reuse the released number.
     await apply_sync_batch(batch(upsert("a", 3, phone="+15551110001")), svc=svc)
     assert contacts_of(svc)["a"].phone_numbers[0].number_e164 == "+15551110001"
+
+
+async def test_a_delete_before_the_contact_existed_keeps_older_upserts_out() -> None:
+    svc = make_services()
+    assert (await apply_sync_batch(batch(delete("g", 5)), svc=svc)).applied == 1
+    assert (await apply_sync_batch(batch(upsert("g", 3, phone="+15551110001")), svc=svc)).stale == 1
+    assert contacts_of(svc) == {} and events_of(svc) == []
+    assert (await apply_sync_batch(batch(upsert("g", 6, phone="+15551110001")), svc=svc)).applied == 1
+    assert contacts_of(svc)["g"].phone_numbers[0].number_e164 == "+15551110001"
+
+
+async def test_new_external_contacts_are_created_without_reading_what_was_applied() -> None:
+    svc = make_services()
+    states: FakeSyncStates = svc.sync_states  # type: ignore[assignment]
+    await apply_sync_batch(batch(upsert("a", 1), upsert("b", 1), upsert("c", 1)), svc=svc)
+    assert states.reads == [] and set(contacts_of(svc)) == {"a", "b", "c"}
+    report = await apply_sync_batch(batch(upsert("b", 2, company="B2"), upsert("d", 1)), svc=svc)
+    assert states.reads == [(CUST, "b")] and report.applied == 2
+    assert contacts_of(svc)["b"].company == "B2" and set(contacts_of(svc)) == {"a", "b", "c", "d"}
+
+
+async def test_lanes_apply_a_batch_exactly_as_one_lane_does() -> None:
+    def mixed() -> list[tuple[int, SyncMessage]]:
+        return batch(
+            *(upsert(f"x{i}", 1, phone=f"+1555111{i:04d}") for i in range(12)),
+            upsert("x3", 2, company="again"),
+            delete("x5", 2),
+            upsert("bad", 1, phone="not a phone"),
+            delete("never", 1),
+        )
+
+    results = []
+    for lanes in (1, 3):
+        svc = make_services()
+        report = await apply_sync_batch(mixed(), svc=svc, lanes=lanes)
+        states: FakeSyncStates = svc.sync_states  # type: ignore[assignment]
+        made = {k: (c.company, [p.number_e164 for p in c.phone_numbers]) for k, c in contacts_of(svc).items()}
+        failed = {p: e.code for p, e in report.failed.items()}
+        results.append((report.applied, report.stale, failed, made, sorted(states.states)))
+    assert results[0] == results[1]
+    assert results[0][2] == {14: "INVALID_ARGUMENT"} and results[0][3]["x3"][0] == "again"
+    assert "x5" not in results[0][3] and len(results[0][3]) == 11
+
+
+async def test_two_contacts_wanting_one_number_in_concurrent_lanes_one_wins() -> None:
+    svc = make_services()
+    report = await apply_sync_batch(
+        batch(upsert("p", 1, phone="+15551110001"), upsert("q", 1, phone="+15551110001")), svc=svc, lanes=2
+    )
+    # Which one wins is not fixed by batch order (nor is it across partitions); one does.
+    assert report.applied == 1 and [e.code for e in report.failed.values()] == ["ADDRESS_ALREADY_EXISTS"]
+    (winner,) = contacts_of(svc).values()
+    assert winner.phone_numbers[0].number_e164 == "+15551110001"
 
 
 @pytest.mark.parametrize("failing", ["events", "states"])
