@@ -6,6 +6,7 @@ composite string keys; other indexes serve MongoDB where lists and CRM lookups n
 """
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -346,28 +347,69 @@ class MongoAddressBook:
 
 
 class MongoCommandLog:
+    """One document per command: its outcome, the events' contacts stored once (in the reply).
+
+    Whether the events were published is a small document of its own: marking a bulk command's
+    entry (a reply of up to 1,000 contacts) would rewrite the whole entry on stores that rewrite
+    documents on update (FerretDB: about a second at 1,000 contacts).
+    """
+
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self._log: AsyncCollection[Doc] = db[COMMAND_LOG]
 
     async def get(self, *, customer_id: str, command_id: str) -> LoggedOutcome | None:
         doc = await self._log.find_one({"_id": _key(customer_id, command_id)})
-        return None if doc is None else LoggedOutcome(outcome_from_doc(doc), bool(doc.get("published")))
+        if doc is None:
+            return None
+        published = bool(doc.get("published")) or (
+            await self._log.find_one({"_id": _key(customer_id, command_id, _PUBLISHED)}) is not None
+        )
+        return LoggedOutcome(outcome_from_doc(_inflate_events(doc)), published)
 
     async def record(self, *, outcome: Outcome) -> None:
         await self._log.update_one(
             {"_id": _key(outcome.customer_id, outcome.command_id)},
-            {
-                "$setOnInsert": {
-                    **outcome_to_doc(outcome),
-                    "published": False,
-                    "tm_create": datetime.now(UTC),
-                }
-            },
+            {"$setOnInsert": {**_compact_events(outcome_to_doc(outcome)), "tm_create": datetime.now(UTC)}},
             upsert=True,
         )
 
     async def mark_published(self, *, customer_id: str, command_id: str) -> None:
-        await self._log.update_one({"_id": _key(customer_id, command_id)}, {"$set": {"published": True}})
+        with contextlib.suppress(DuplicateKeyError):
+            await self._log.insert_one(
+                {"_id": _key(customer_id, command_id, _PUBLISHED), "tm_create": datetime.now(UTC)}
+            )
+
+
+_PUBLISHED = "published"
+_IN_REPLY = "=reply:"
+
+
+def _reply_contacts(reply: Doc) -> dict[str, Doc]:
+    """The contacts a reply holds, by id: a command's ``result``, a bulk reply's ``contacts``."""
+    found = [reply.get("result"), *(reply.get("contacts") or [])]
+    return {c["id"]: c for c in found if isinstance(c, dict) and isinstance(c.get("id"), str)}
+
+
+def _compact_events(doc: Doc) -> Doc:
+    contacts = _reply_contacts(doc["reply"])
+    events = [
+        {**e, "contact": _IN_REPLY + c["id"]}
+        if isinstance(c := e.get("contact"), dict) and contacts.get(str(c.get("id"))) == c
+        else e
+        for e in doc["events"]
+    ]
+    return {**doc, "events": events}
+
+
+def _inflate_events(doc: Doc) -> Doc:
+    contacts = _reply_contacts(doc["reply"])
+    events = [
+        {**e, "contact": contacts[c.removeprefix(_IN_REPLY)]}
+        if isinstance(c := e.get("contact"), str) and c.startswith(_IN_REPLY)
+        else e
+        for e in doc.get("events", [])
+    ]
+    return {**doc, "events": events}
 
 
 class MongoSyncStates:

@@ -11,9 +11,10 @@ are the local stack's):
    and times topic → store → change events: from start-up until the service counted N applied items
    (it publishes an item's events before it counts it). Start-up time is measured apart and left out.
 2. bulk: sends N contacts as ``bulk_create_contacts`` commands of 1,000 and times until the last reply.
-3. raw: the very documents the service wrote (contacts, address claims, sync states) read back and
-   written to a fresh database with PyMongo ``insert_many`` in batches of the service's batch size:
-   the ceiling of the same store. Ratios are service / raw (target ≥ 0.6).
+3. raw: the very documents the service wrote (contacts, address claims, sync states, command log)
+   read back and written to a fresh database with PyMongo ``insert_many`` in batches of the
+   service's batch size (SYNC_BATCH_SIZE, default 500): the ceiling of the same store. Ratios are
+   service / raw (target ≥ 0.6).
 4. memory: ingests M sync messages (default 1,000,000) and samples the service's RSS every second;
    prints peak RSS (VmHWM) and RSS at 10/50/90/100 % of progress to show it stays flat.
 
@@ -45,7 +46,7 @@ from contracts.sync import sync_key
 
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 MONGODB = os.environ.get("MONGODB_URL", "mongodb://127.0.0.1:27017/")
-BATCH = 500
+BATCH = int(os.environ.get("SYNC_BATCH_SIZE", "500"))
 TARGET_RATIO = 0.6
 
 
@@ -192,7 +193,7 @@ async def wait_applied(
 
 async def raw_ceiling(mongo: AsyncMongoClient[dict[str, Any]], source: str) -> tuple[float, int]:
     """Write the documents the service wrote, straight, in the service's batch size."""
-    collections = ["contacts", "contact_addresses", "crm_sync_state"]
+    collections = ["contacts", "contact_addresses", "crm_sync_state", "processed_commands"]
     docs = {name: await mongo[source][name].find({}).to_list() for name in collections}
     target = f"{source}_raw"
     await mongo.drop_database(target)

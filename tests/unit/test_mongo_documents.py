@@ -3,7 +3,7 @@
 import dataclasses
 
 from contracts import commands as c
-from service.adapters.mongo import _stored, contact_to_doc
+from service.adapters.mongo import _compact_events, _inflate_events, _stored, contact_to_doc, outcome_to_doc
 from service.service_layer.handlers import handle_command
 from service.service_layer.ports import Outcome
 from tests.unit.fakes import make_services
@@ -91,3 +91,26 @@ async def test_a_bulk_item_outcome_holds_the_contact_once_and_reads_back_equal()
         doc = contact_to_doc(contact, outcome)
         assert doc["last_outcome"]["reply"]["contact"] == "=contact"
         assert _stored(doc).last_outcome == outcome
+
+
+async def test_a_command_log_entry_holds_each_contact_once_and_reads_back_equal() -> None:
+    svc = make_services()
+    command = c.BulkCreateContacts.model_validate(
+        {
+            "command_id": "bulk-2",
+            "customer_id": CUST,
+            "contacts": [{"first_name": "Ann"}, {"first_name": "Bo"}],
+        }
+    )
+    await handle_command(command, svc=svc)
+    [entry] = svc.log.entries.values()  # type: ignore[attr-defined]
+    doc = outcome_to_doc(entry.outcome)
+    stored = _compact_events(doc)
+    assert [e["contact"] for e in stored["events"]] == [f"=reply:{x['id']}" for x in doc["reply"]["contacts"]]
+    assert _inflate_events(stored) == doc
+    # An event naming a state other than the reply's is stored as it is.
+    changed = {
+        **doc,
+        "events": [{**doc["events"][0], "contact": {**doc["events"][0]["contact"], "notes": "x"}}],
+    }
+    assert _compact_events(changed) == changed and _inflate_events(changed) == changed
