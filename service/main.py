@@ -28,8 +28,8 @@ def run() -> None:
     settings = load_settings()
     app = build(settings).app
     if settings.event_loop == "uvloop":
-        # Every lookup is several socket round trips (Kafka in and out, the store twice): the
-        # loop's per-round-trip cost is a large share of the service's CPU.
+        # Half the CPU of the standard loop per bare socket round trip (0.04 vs 0.09 ms), but no
+        # lower lookup latency on a 2-core test machine: an option, measured with --loop.
         uvloop.run(app.run())
     else:
         asyncio.run(app.run())

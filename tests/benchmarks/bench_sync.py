@@ -53,15 +53,15 @@ RAW_RUNS = 3
 
 
 T = TypeVar("T")
-Loop = Literal["uvloop", "asyncio"]
+Loop = Literal["asyncio", "uvloop"]
 
 
 def add_loop_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--loop",
-        choices=["uvloop", "asyncio"],
-        default="uvloop",
-        help="event loop of the service, the baselines and this driver alike (default: uvloop)",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="event loop of the service, the baselines and this driver alike (default: asyncio)",
     )
 
 
