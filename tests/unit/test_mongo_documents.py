@@ -4,6 +4,7 @@ import dataclasses
 
 from contracts import commands as c
 from service.adapters.mongo import _compact_events, _inflate_events, _stored, contact_to_doc, outcome_to_doc
+from service.service_layer.context import Services
 from service.service_layer.handlers import handle_command
 from service.service_layer.ports import Outcome
 from tests.unit.fakes import make_services
@@ -75,7 +76,7 @@ async def test_an_outcome_naming_another_state_is_stored_verbatim() -> None:
     assert stored.last_outcome == foreign
 
 
-async def test_a_bulk_item_outcome_holds_the_contact_once_and_reads_back_equal() -> None:
+async def _bulk_of_two() -> Services:
     svc = make_services()
     command = c.BulkCreateContacts.model_validate(
         {
@@ -85,6 +86,11 @@ async def test_a_bulk_item_outcome_holds_the_contact_once_and_reads_back_equal()
         }
     )
     await handle_command(command, svc=svc)
+    return svc
+
+
+async def test_a_bulk_item_outcome_holds_the_contact_once_and_reads_back_equal() -> None:
+    svc = await _bulk_of_two()
     rows = list(svc.contacts.rows.values())  # type: ignore[attr-defined]
     assert len(rows) == 2
     for contact, outcome in rows:
@@ -94,15 +100,7 @@ async def test_a_bulk_item_outcome_holds_the_contact_once_and_reads_back_equal()
 
 
 async def test_a_command_log_entry_holds_each_contact_once_and_reads_back_equal() -> None:
-    svc = make_services()
-    command = c.BulkCreateContacts.model_validate(
-        {
-            "command_id": "bulk-2",
-            "customer_id": CUST,
-            "contacts": [{"first_name": "Ann"}, {"first_name": "Bo"}],
-        }
-    )
-    await handle_command(command, svc=svc)
+    svc = await _bulk_of_two()
     [entry] = svc.log.entries.values()  # type: ignore[attr-defined]
     doc = outcome_to_doc(entry.outcome)
     stored = _compact_events(doc)
