@@ -2,14 +2,15 @@
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
 
 def format_timestamp(value: datetime) -> str:
     """ISO 8601 in UTC with microseconds and a ``Z``, as the seed shows: 2026-02-07T14:45:59.038962Z."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: the same text at a fraction of the cost (every contact has several).
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -49,6 +50,11 @@ class EmailType(StrEnum):
     WORK = "work"
     PERSONAL = "personal"
     OTHER = "other"
+
+
+def _empty_list() -> Any:
+    """An empty-list default built per instance, still documented as ``"default": []``."""
+    return Field(default_factory=list, json_schema_extra={"default": []})
 
 
 class _Wire(BaseModel):
@@ -135,10 +141,10 @@ class ContactFields(_Wire):
     company: ShortText = ""
     job_title: ShortText = ""
     notes: LongText = ""
-    phone_numbers: Annotated[list[PhoneNumberInput], Field(max_length=MAX_PHONE_NUMBERS)] = []
-    emails: Annotated[list[EmailInput], Field(max_length=MAX_EMAILS)] = []
-    tag_ids: Annotated[list[Identifier], Field(max_length=MAX_TAGS)] = []
-
+    # Factories, not ``= []``: pydantic deep-copies a mutable default on every validation.
+    phone_numbers: Annotated[list[PhoneNumberInput], Field(max_length=MAX_PHONE_NUMBERS)] = _empty_list()
+    emails: Annotated[list[EmailInput], Field(max_length=MAX_EMAILS)] = _empty_list()
+    tag_ids: Annotated[list[Identifier], Field(max_length=MAX_TAGS)] = _empty_list()
 
 class ContactInput(ContactFields):
     """A new contact's fields. ``display_name`` defaults to "first last"."""

@@ -18,7 +18,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from service.domain.model import Address, Contact, Email, PhoneNumber
-from service.service_layer.mapping import contact_to_wire
+from service.service_layer.mapping import contact_json
 from service.service_layer.ports import FREE, Claim, LoggedOutcome, Outcome, StoredContact, SyncState
 
 Doc = dict[str, Any]
@@ -104,7 +104,7 @@ _REPLY_KEYS = frozenset({"result", "contact"})
 
 
 def _compact(outcome: Doc, contact: Contact) -> Doc:
-    own = contact_to_wire(contact).model_dump(mode="json")
+    own = contact_json(contact)
     # A command's reply names it in "result", a bulk or sync item's in "contact".
     reply = {k: _SELF if k in _REPLY_KEYS and v == own else v for k, v in outcome["reply"].items()}
     events = [{**e, "contact": _SELF} if e.get("contact") == own else e for e in outcome["events"]]
@@ -117,7 +117,7 @@ def _inflate(outcome: Doc, contact: Contact) -> Doc:
     def self_wire() -> Doc:
         nonlocal own
         if own is None:
-            own = contact_to_wire(contact).model_dump(mode="json")
+            own = contact_json(contact)
         return own
 
     reply = {k: self_wire() if k in _REPLY_KEYS and v == _SELF else v for k, v in outcome["reply"].items()}

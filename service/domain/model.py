@@ -129,8 +129,9 @@ class Contact:
         phones, mails = list(phone_numbers), list(emails)
         _at_most_one_primary([p.is_primary for p in phones], "phone_numbers")
         _at_most_one_primary([e.is_primary for e in mails], "emails")
+        held: set[Address] = set()  # what the contact holds so far; addresses() rebuilds it per call
         for i, phone in enumerate(phones):
-            contact._ensure_not_held(Address("phone", phone.number_e164), f"phone_numbers[{i}].number")
+            _not_twice(held, Address("phone", phone.number_e164), f"phone_numbers[{i}].number")
             contact.phone_numbers.append(
                 PhoneNumber(
                     new_id(),
@@ -143,7 +144,7 @@ class Contact:
                 )
             )
         for i, mail in enumerate(mails):
-            contact._ensure_not_held(Address("email", mail.address), f"emails[{i}].address")
+            _not_twice(held, Address("email", mail.address), f"emails[{i}].address")
             contact.emails.append(Email(new_id(), mail.address, mail.type, mail.is_primary, now))
         for tag in tag_ids:
             if tag not in contact.tag_ids:
@@ -336,9 +337,7 @@ class Contact:
 
     def _ensure_not_held(self, address: Address, field_name: str) -> None:
         if address in self.addresses():
-            raise AddressAlreadyExists(
-                f"{address.kind} {address.value} is already on this contact", field=field_name
-            )
+            raise _already_here(address, field_name)
 
     def _make_primary(self, entries: list[PhoneNumber] | list[Email], entry_id: str) -> None:
         for entry in entries:
@@ -366,3 +365,15 @@ def _find(entries: list[_Entry], entry_id: str, error: type[DomainError], field_
         if entry.id == entry_id:
             return entry
     raise error(f"{field_name} {entry_id} not found on this contact", field=field_name)
+
+
+def _not_twice(held: set[Address], address: Address, field_name: str) -> None:
+    if address in held:
+        raise _already_here(address, field_name)
+    held.add(address)
+
+
+def _already_here(address: Address, field_name: str) -> AddressAlreadyExists:
+    return AddressAlreadyExists(
+        f"{address.kind} {address.value} is already on this contact", field=field_name
+    )

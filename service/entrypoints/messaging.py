@@ -145,8 +145,10 @@ class Replier:
     through unchanged, and a reply waits for the leader only (acks=1) — a lost reply is a caller
     timeout, not lost data, and every millisecond counts while a caller waits. Small replies
     (lookups) go uncompressed; large ones (a bulk reply of 1,000 contacts runs to hundreds of KB
-    of JSON, more with long names and notes) go gzipped, well inside the broker's default 1 MB
-    record limit.
+    of JSON, more with long names and notes) go zstd-compressed, well inside the broker's default
+    1 MB record limit. zstd rather than gzip: aiokafka compresses gzip at level 9, which cost a
+    bulk create about 6 % of the service's CPU; zstd is ten times faster here and smaller. Every
+    Kafka client since 2.1 reads it (Python's aiokafka with ``cramjam`` installed).
     """
 
     COMPRESS_FROM = 64 * 1024
@@ -169,7 +171,7 @@ class Replier:
     async def start(self) -> None:
         # Created here, not in __init__: aiokafka binds to the running event loop.
         self._plain = AIOKafkaProducer(**self._options)
-        self._packed = AIOKafkaProducer(**self._options, compression_type="gzip")
+        self._packed = AIOKafkaProducer(**self._options, compression_type="zstd")
         await self._plain.start()
         await self._packed.start()
 

@@ -6,6 +6,7 @@ bulk command re-applies nothing and answers every item as before.
 """
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pydantic import ValidationError
 
@@ -17,13 +18,7 @@ from service.domain.errors import AddressAlreadyExists, DomainError
 from service.domain.model import Address, Contact
 from service.service_layer import mapping
 from service.service_layer.addresses import claim_addresses, release_addresses, resolve
-from service.service_layer.commands import (
-    ConcurrentChange,
-    Origin,
-    build_contact,
-    change_event,
-    set_fields,
-)
+from service.service_layer.commands import ConcurrentChange, Origin, build_contact, change_event
 from service.service_layer.context import Services
 from service.service_layer.ports import JsonDict, Outcome
 
@@ -39,14 +34,15 @@ def validation_error(exc: ValidationError, *, prefix: str) -> Error:
 
 
 async def bulk_create_contacts(command: c.BulkCreateContacts, svc: Services) -> Outcome:
-    results: dict[int, BulkItemResult] = {}
+    results: dict[int, ItemResult] = {}
     items: list[NewItem] = []
     for index, raw in enumerate(command.contacts):
         try:
             contact_input = ContactInput.model_validate(raw)
         except ValidationError as exc:
-            error = validation_error(exc, prefix=f"contacts[{index}]")
-            results[index] = BulkItemResult(index=index, status="failed", error=error)
+            results[index] = ItemResult(
+                index, "failed", error=validation_error(exc, prefix=f"contacts[{index}]")
+            )
             continue
         origin = ItemOrigin(f"{command.command_id}#{index}", command.type)
         items.append(NewItem(index, origin, contact_input, f"contacts[{index}]"))
@@ -57,20 +53,42 @@ async def bulk_create_contacts(command: c.BulkCreateContacts, svc: Services) -> 
         created=sum(i.status == "created" for i in ordered),
         updated=sum(i.status == "updated" for i in ordered),
         failed=sum(i.status == "failed" for i in ordered),
-        contacts=[i.contact for i in ordered if i.contact is not None],
-        errors=[i for i in ordered if i.status == "failed"],
-        items=[
-            BulkItemStatus(index=i.index, status=i.status, contact_id=i.contact.id if i.contact else None)
-            for i in ordered
-        ],
-    )
+        errors=[BulkItemResult(index=i.index, status="failed", error=i.error) for i in ordered if i.error],
+        items=[BulkItemStatus(index=i.index, status=i.status, contact_id=i.contact_id) for i in ordered],
+    ).model_dump(mode="json")
+    # The contacts are in wire form already: placed, not validated and dumped again.
+    reply["contacts"] = [i.contact for i in ordered if i.contact is not None]
     return Outcome(
         customer_id=command.customer_id,
         command_id=command.command_id,
         command_type=command.type,
-        reply=reply.model_dump(mode="json"),
+        reply=reply,
         events=outcome.events,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """A bulk item's or sync message's result, its contact in wire form (``BulkItemResult`` as JSON)."""
+
+    index: int
+    status: Literal["created", "updated", "failed"]
+    contact: JsonDict | None = None
+    error: Error | None = None
+
+    @property
+    def contact_id(self) -> str | None:
+        return None if self.contact is None else str(self.contact["id"])
+
+    def to_json(self) -> JsonDict:
+        """``BulkItemResult(...).model_dump(mode="json")``: what an item's stored outcome holds."""
+        error = None if self.error is None else self.error.model_dump(mode="json")
+        return {"index": self.index, "status": self.status, "contact": self.contact, "error": error}
+
+    @classmethod
+    def from_json(cls, doc: JsonDict, *, index: int | None = None) -> "ItemResult":
+        error = None if doc.get("error") is None else Error.model_validate(doc["error"])
+        return cls(doc["index"] if index is None else index, doc["status"], doc.get("contact"), error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +110,7 @@ class NewItem:
 
 @dataclass
 class ManyOutcome:
-    results: dict[int, BulkItemResult] = field(default_factory=dict)
+    results: dict[int, ItemResult] = field(default_factory=dict)
     events: list[JsonDict] = field(default_factory=list)
 
 
@@ -214,11 +232,10 @@ async def _create_many(
 
     outcomes: dict[str, Outcome] = {}
     for b in ready:
-        event = change_event(b.item.origin, b.contact, set_fields(b.contact), created=True)
+        own = mapping.contact_json(b.contact)
+        event = change_event(b.item.origin, b.contact, mapping.set_fields(own), created=True, own=own)
         # Stored with the contact: what a redelivery answers and re-publishes.
-        reply = BulkItemResult(
-            index=b.item.position, status="created", contact=mapping.contact_to_wire(b.contact)
-        ).model_dump(mode="json")
+        reply = ItemResult(b.item.position, "created", own).to_json()
         outcomes[b.contact.id] = Outcome(
             customer_id, b.item.origin.command_id, b.item.origin.type, reply, [event]
         )
@@ -231,17 +248,20 @@ async def _create_many(
                 outcomes[contact_id] = found.last_outcome
     for b in ready:
         outcome = outcomes[b.contact.id]
-        result = BulkItemResult.model_validate(outcome.reply)
-        out.results[b.item.position] = result.model_copy(update={"index": b.item.position})
+        out.results[b.item.position] = ItemResult.from_json(outcome.reply, index=b.item.position)
         out.events += outcome.events
     return claimed_before
 
 
-def _failed(item: NewItem, exc: DomainError) -> BulkItemResult:
+def _failed(item: NewItem, exc: DomainError) -> ItemResult:
+    return ItemResult(item.position, "failed", error=_item_error(exc, prefix=item.prefix))
+
+
+def _item_error(exc: DomainError, *, prefix: str) -> Error:
     error = mapping.to_error(exc)
-    if error.field and not error.field.startswith(item.prefix):
-        error = error.model_copy(update={"field": f"{item.prefix}.{error.field.removeprefix('contact.')}"})
-    return BulkItemResult(index=item.position, status="failed", error=error)
+    if error.field and not error.field.startswith(prefix):
+        error = error.model_copy(update={"field": f"{prefix}.{error.field.removeprefix('contact.')}"})
+    return error
 
 
 async def upsert_by_external_id(
@@ -253,9 +273,10 @@ async def upsert_by_external_id(
     prefix: str,
     contact_input: ContactInput,
     svc: Services,
-) -> tuple[BulkItemResult, list[JsonDict]]:
+) -> tuple[ItemResult, list[JsonDict]]:
     """Create the contact, or make the active contact with its external_id look like it."""
     new_id = mapping.derived_id("contact", customer_id, item_command_id)
+    status: Literal["created", "updated"]
     target = None
     if contact_input.external_id:
         target = await resolve(
@@ -267,7 +288,7 @@ async def upsert_by_external_id(
         and stored.last_outcome is not None
         and stored.last_outcome.command_id == item_command_id
     ):
-        return BulkItemResult.model_validate(stored.last_outcome.reply), stored.last_outcome.events
+        return ItemResult.from_json(stored.last_outcome.reply), stored.last_outcome.events
     try:
         if stored is None or stored.contact.is_deleted:
             contact, wanted = build_contact(
@@ -283,7 +304,8 @@ async def upsert_by_external_id(
                 contact_id=new_id,
                 svc=svc,
             )
-            status, changed, before_version, before = "created", set_fields(contact), 0, set()
+            status, before_version, before = "created", 0, set()
+            changed = mapping.set_fields(mapping.contact_json(contact))
         else:
             contact = stored.contact
             before_version, before = contact.version, contact.addresses()
@@ -309,21 +331,19 @@ async def upsert_by_external_id(
             )
             status = "updated"
     except DomainError as exc:
-        error = mapping.to_error(exc)
-        if error.field and not error.field.startswith(prefix):
-            error = error.model_copy(update={"field": f"{prefix}.{error.field.removeprefix('contact.')}"})
-        return BulkItemResult(index=index, status="failed", error=error), []
+        return ItemResult(index, "failed", error=_item_error(exc, prefix=prefix)), []
     if status == "updated":
         if not changed:
-            return BulkItemResult(index=index, status="updated", contact=mapping.contact_to_wire(contact)), []
+            return ItemResult(index, "updated", mapping.contact_json(contact)), []
         contact.touch(svc.clock.now())
-    item = BulkItemResult(index=index, status=status, contact=mapping.contact_to_wire(contact))  # type: ignore[arg-type]
-    item_events = [change_event(origin, contact, changed, created=status == "created")]
+    own = mapping.contact_json(contact)
+    item = ItemResult(index, status, own)
+    item_events = [change_event(origin, contact, changed, created=status == "created", own=own)]
     outcome = Outcome(
         customer_id=customer_id,
         command_id=item_command_id,
         command_type=origin.type,
-        reply=item.model_dump(mode="json"),
+        reply=item.to_json(),
         events=item_events,
     )
     written = (

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from contracts import commands as c
-from contracts.events import Cause, ContactCreated, ContactDeleted, ContactUpdated
+from contracts.events import ContactCreated, ContactDeleted, ContactUpdated
+from contracts.models import format_timestamp
 from contracts.replies import ContactReply
 from service.domain.errors import ContactNotFound, DomainError
 from service.domain.model import Address, Contact
@@ -50,26 +51,44 @@ def _outcome(command: c.ContactCommand, reply: JsonDict, events: list[JsonDict])
     )
 
 
-def change_event(command: Origin, contact: Contact, changed: list[str], *, created: bool = False) -> JsonDict:
+def change_event(
+    command: Origin,
+    contact: Contact,
+    changed: list[str],
+    *,
+    created: bool = False,
+    own: JsonDict | None = None,
+) -> JsonDict:
+    """The contact-changed event in wire form; ``own`` is the contact's wire form, when already built.
+
+    Built as JSON directly (see ``mapping.contact_json``); tests/unit/test_mapping.py holds it
+    equal to the contracts' event models.
+    """
     kind = ContactCreated if created else ContactDeleted if contact.is_deleted else ContactUpdated
-    event = kind(
-        event_id=mapping.derived_id("event", contact.customer_id, contact.id, str(contact.version)),
-        occurred_at=contact.tm_update or contact.tm_create,
-        customer_id=contact.customer_id,
-        contact_id=contact.id,
-        version=contact.version,
-        changed_fields=changed,
-        contact=mapping.contact_to_wire(contact),
-        cause=Cause(command_id=command.command_id, command_type=command.type),
-    )
-    return event.model_dump(mode="json")
+    return {
+        "event_id": mapping.derived_id("event", contact.customer_id, contact.id, str(contact.version)),
+        "occurred_at": format_timestamp(contact.tm_update or contact.tm_create),
+        "customer_id": contact.customer_id,
+        "contact_id": contact.id,
+        "version": contact.version,
+        "changed_fields": list(changed),
+        "contact": own if own is not None else mapping.contact_json(contact),
+        "cause": {"command_id": command.command_id, "command_type": command.type},
+        "type": _EVENT_TYPES[kind],
+    }
+
+
+_EVENT_TYPES = {
+    kind: kind.model_fields["type"].default for kind in (ContactCreated, ContactUpdated, ContactDeleted)
+}
 
 
 def changed_outcome(
     command: c.ContactCommand, contact: Contact, changed: list[str], *, created: bool = False
 ) -> Outcome:
-    reply = ContactReply(result=mapping.contact_to_wire(contact)).model_dump(mode="json")
-    events = [change_event(command, contact, changed, created=created)] if changed else []
+    own = mapping.contact_json(contact)
+    reply = {**ContactReply().model_dump(mode="json"), "result": own}
+    events = [change_event(command, contact, changed, created=created, own=own)] if changed else []
     return _outcome(command, reply, events)
 
 
@@ -125,15 +144,12 @@ async def create_contact(command: c.CreateContact, svc: Services) -> Outcome:
         await claim_addresses(wanted, customer_id=command.customer_id, contact_id=contact_id, svc=svc)
     except DomainError as exc:
         return failed(command, exc)
-    outcome = changed_outcome(command, contact, set_fields(contact), created=True)
+    outcome = changed_outcome(
+        command, contact, mapping.set_fields(mapping.contact_json(contact)), created=True
+    )
     if not await svc.contacts.insert(contact=contact, outcome=outcome):
         raise ConcurrentChange(contact_id)
     return outcome
-
-
-def set_fields(contact: Contact) -> list[str]:
-    wire = mapping.contact_to_wire(contact).model_dump(exclude_defaults=True)
-    return sorted(k for k in wire if k not in {"id", "customer_id", "tm_create"})
 
 
 # --- changes to an existing contact ---

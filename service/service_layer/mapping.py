@@ -4,9 +4,11 @@ import uuid
 
 from contracts import models as wire
 from contracts.errors import Error, ErrorCode
+from contracts.models import format_timestamp
 from service.domain.errors import DomainError
 from service.domain.model import SCALAR_FIELDS, Contact, Email, NewEmail, NewPhoneNumber, PhoneNumber
 from service.domain.normalize import normalize_email, normalize_phone
+from service.service_layer.ports import JsonDict
 
 # Fixed namespace: ids derived from (customer, command) are the same on every redelivery.
 _NAMESPACE = uuid.UUID("0b5f6c1e-6a43-4c55-9d0e-2f3a4c0d9e11")
@@ -72,6 +74,68 @@ def contact_to_wire(c: Contact) -> wire.Contact:
         tm_create=c.tm_create,
         tm_update=c.tm_update,
         tm_delete=c.tm_delete,
+    )
+
+
+def contact_json(c: Contact) -> JsonDict:
+    """``contact_to_wire(c).model_dump(mode="json")``, built directly.
+
+    Every write carries the contact in its reply, its event and its stored outcome: through
+    pydantic that cost about 40 µs a time, a tenth of a bulk create's CPU; this costs 9 µs.
+    tests/unit/test_mapping.py holds it equal to the pydantic form.
+    """
+    return {
+        "id": c.id,
+        "customer_id": c.customer_id,
+        "first_name": c.first_name,
+        "last_name": c.last_name,
+        "display_name": c.display_name,
+        "company": c.company,
+        "job_title": c.job_title,
+        "notes": c.notes,
+        "source": str(c.source),
+        "external_id": c.external_id,
+        "phone_numbers": [
+            {
+                "id": p.id,
+                "number": p.number,
+                "number_e164": p.number_e164,
+                "extension": p.extension,
+                "type": str(p.type),
+                "is_primary": p.is_primary,
+                "tm_create": format_timestamp(p.tm_create),
+            }
+            for p in c.phone_numbers
+        ],
+        "emails": [
+            {
+                "id": e.id,
+                "address": e.address_value,
+                "type": str(e.type),
+                "is_primary": e.is_primary,
+                "tm_create": format_timestamp(e.tm_create),
+            }
+            for e in c.emails
+        ],
+        "tag_ids": list(c.tag_ids),
+        "tm_create": format_timestamp(c.tm_create),
+        "tm_update": None if c.tm_update is None else format_timestamp(c.tm_update),
+        "tm_delete": None if c.tm_delete is None else format_timestamp(c.tm_delete),
+    }
+
+
+_UNSET_ON_CREATE = frozenset({"id", "customer_id", "tm_create"})
+_WIRE_DEFAULTS: JsonDict = {
+    name: info.default for name, info in wire.Contact.model_fields.items() if not info.is_required()
+}
+
+
+def set_fields(own: JsonDict) -> list[str]:
+    """The fields a new contact sets, from its wire form: those not at their default."""
+    return sorted(
+        k
+        for k, v in own.items()
+        if k not in _UNSET_ON_CREATE and (k not in _WIRE_DEFAULTS or v != _WIRE_DEFAULTS[k])
     )
 
 

@@ -99,8 +99,8 @@ class _Part(SyncReport):
         for position, result in outcome.results.items():
             if result.error is not None:
                 self.failed[position] = result.error
-            elif result.contact is not None:
-                self.states.append(_state(messages[position], result.contact.id, deleted=False))
+            elif result.contact_id is not None:
+                self.states.append(_state(messages[position], result.contact_id, deleted=False))
 
 
 async def _apply(newest: list[tuple[int, SyncMessage]], *, svc: Services) -> _Part:
