@@ -1,10 +1,11 @@
 """The single entry for commands: apply once, log, publish, then let the caller commit.
 
 It answers from the command log when the command was seen before, else applies it, logs the
-outcome, publishes its events and only then returns, so the caller may commit the offset. A crash
+outcome while publishing its events, and only then returns, so the caller may commit the offset. A crash
 anywhere before that means redelivery, never loss; a redelivery never applies anything twice.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -22,13 +23,16 @@ async def handle_command(command: c.ContactCommand, *, svc: Services) -> JsonDic
     logged = await svc.log.get(customer_id=command.customer_id, command_id=command.command_id)
     if logged is None:
         outcome = await _apply(command, svc=svc)
-        await svc.log.record(outcome=outcome)
-        published = False
+        # The change is durable once applied: its events need not wait for the log entry (a bulk's
+        # runs to a megabyte). A crash before both are done re-applies nothing and publishes the
+        # events again, with the same event ids (delivery is at least once).
+        await asyncio.gather(svc.log.record(outcome=outcome), svc.events.publish(events=outcome.events))
     else:
-        outcome, published = logged.outcome, logged.published
-    if not published:
+        outcome = logged.outcome
+        if logged.published:
+            return outcome.reply
         await svc.events.publish(events=outcome.events)
-        await svc.log.mark_published(customer_id=command.customer_id, command_id=command.command_id)
+    await svc.log.mark_published(customer_id=command.customer_id, command_id=command.command_id)
     return outcome.reply
 
 

@@ -14,9 +14,11 @@ are the local stack's):
    run has all its messages on the topic), and times from the first send until the last reply.
    The service applies them one after another (they share the customer's key, so one partition).
 3. raw: the very documents the service wrote (contacts, address claims, sync states, command log)
-   read back and written to a fresh database with PyMongo ``insert_many`` in batches of the
-   service's batch size (SYNC_BATCH_SIZE, default 500): the ceiling of the same store. Ratios are
-   service / raw (target ≥ 0.6).
+   read back and written to a fresh database, with the service's indexes (``ensure_schema``), by
+   PyMongo ``insert_many`` in batches of the service's batch size (SYNC_BATCH_SIZE, default 500):
+   the ceiling of the same store doing the same index upkeep. Ratios are service / raw (target
+   ≥ 0.6). (Until 2026-11-23 the raw run wrote into bare collections: on FerretDB that is a third
+   faster than with the contacts' four secondary indexes, a store doing less work than the service.)
 4. memory: ingests M sync messages (default 1,000,000) and samples the service's RSS every second;
    prints peak RSS (VmHWM) and RSS at 10/50/90/100 % of progress to show it stays flat.
 
@@ -46,6 +48,7 @@ from contracts import commands as c
 from contracts import topics
 from contracts.client import ContactClient
 from contracts.sync import sync_key
+from service.adapters.mongo import ensure_schema
 
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 MONGODB = os.environ.get("MONGODB_URL", "mongodb://127.0.0.1:27017/")
@@ -204,6 +207,8 @@ async def raw_ceiling(mongo: AsyncMongoClient[dict[str, Any]], source: str) -> t
     runs = []
     for _ in range(RAW_RUNS):
         await mongo.drop_database(target)
+        # The same store means the same indexes: the service's writes keep them up to date too.
+        await ensure_schema(mongo[target])
         started = time.perf_counter()
         for name in collections:
             rows = docs[name]
@@ -222,6 +227,7 @@ def versus_raw(count: int, elapsed: float, raw_runs: list[float], raw_docs: int)
         "service_seconds": round(elapsed, 2),
         "service_contacts_per_second": round(service_rate, 1),
         "raw_documents": raw_docs,
+        "raw_with_service_indexes": True,
         "raw_seconds": round(raw_seconds, 2),
         "raw_seconds_runs": [round(s, 2) for s in raw_runs],
         "raw_contacts_per_second": round(raw_rate, 1),
