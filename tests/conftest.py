@@ -81,13 +81,20 @@ async def isolation(endpoints: Endpoints) -> AsyncIterator[tuple[str, str]]:
     """A unique (topic prefix, database name) for one test; its topics are deleted afterwards."""
     tag = uuid.uuid4().hex[:10]
     yield f"t{tag}.", f"test_{tag}"
-    # A broker keeping thousands of leftover test topics takes several times longer to start.
+    await delete_topics(endpoints.kafka, prefix=f"t{tag}.")
+
+
+async def delete_topics(bootstrap: str, *, prefix: str) -> None:
+    """Delete the topics named with ``prefix`` (a test's or a benchmark run's).
+
+    A broker keeping thousands of leftover topics takes several times longer to start.
+    """
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=endpoints.kafka, client_id="tests-cleanup")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="tests-cleanup")
     await admin.start()
     try:
-        mine = [t for t in await admin.list_topics() if t.startswith(f"t{tag}.")]
+        mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
         if mine:
             await admin.delete_topics(mine)
     finally:

@@ -49,6 +49,7 @@ from contracts import topics
 from contracts.client import ContactClient
 from contracts.sync import sync_key
 from service.adapters.mongo import ensure_schema
+from tests.conftest import delete_topics
 
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 MONGODB = os.environ.get("MONGODB_URL", "mongodb://127.0.0.1:27017/")
@@ -171,9 +172,11 @@ class Service:
         return fields
 
     async def stop(self) -> None:
+        """Stop the service, then delete the run's topics (the documents are measured after)."""
         if self.process is not None and self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(self.process.wait(), 60)
+        await delete_topics(KAFKA, prefix=self.prefix)
 
 
 async def wait_applied(
