@@ -146,6 +146,7 @@ class ContactFields(_Wire):
     emails: Annotated[list[EmailInput], Field(max_length=MAX_EMAILS)] = _empty_list()
     tag_ids: Annotated[list[Identifier], Field(max_length=MAX_TAGS)] = _empty_list()
 
+
 class ContactInput(ContactFields):
     """A new contact's fields. ``display_name`` defaults to "first last"."""
 

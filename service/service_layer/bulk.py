@@ -5,6 +5,7 @@ item is applied like a single command whose id is ``<command_id>#<index>``, so a
 bulk command re-applies nothing and answers every item as before.
 """
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -124,18 +125,23 @@ async def upsert_many(customer_id: str, items: list[NewItem], *, svc: Services) 
     return out
 
 
+CHUNK = 250
+"""Items of a bulk or sync batch built and written together; the next chunk is built meanwhile."""
+
+
 async def create_many(
     customer_id: str, items: list[NewItem], *, svc: Services
 ) -> tuple[ManyOutcome, list[NewItem]]:
     """Create the items that are new to the service in bulk; return the rest, in item order.
 
-    Two round trips in all: the addresses claimed in one insert, the contacts written in one
-    insert. An item is new when it has no external id or when this insert took its external id's
-    claim. Items whose external id was claimed before (by a contact, by an earlier delivery of
-    the same item, or released) and items repeating an external id of an earlier item are
-    returned, for ``upsert_each``.
+    Two round trips per chunk of ``CHUNK`` items: the addresses claimed in one insert, the
+    contacts written in one insert. Chunks are built in item order (an address wanted twice goes
+    to the earlier item) and each is written while the next is built, so the service's CPU and
+    the store's overlap. An item is new when it has no external id or when this insert took its
+    external id's claim. Items whose external id was claimed before (by a contact, by an earlier
+    delivery of the same item, or released) and items repeating an external id of an earlier
+    item are returned, for ``upsert_each``.
     """
-    out = ManyOutcome()
     fresh: list[NewItem] = []
     repeats: list[NewItem] = []
     seen_external: set[str] = set()
@@ -144,7 +150,24 @@ async def create_many(
         (repeats if external and external in seen_external else fresh).append(item)
         if external:
             seen_external.add(external)
-    claimed_before = await _create_many(customer_id, fresh, out=out, svc=svc)
+    seen: set[Address] = set()
+    parts: list[ManyOutcome] = []
+    writes: list[asyncio.Task[list[NewItem]]] = []
+    try:
+        async with asyncio.TaskGroup() as group:
+            for start in range(0, len(fresh), CHUNK):
+                part = ManyOutcome()
+                built = _build(customer_id, fresh[start : start + CHUNK], out=part, seen=seen, svc=svc)
+                writes.append(group.create_task(_write(customer_id, built, out=part, svc=svc)))
+                parts.append(part)
+                await asyncio.sleep(0)  # that chunk's first write goes out before the next is built
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None  # as one chunk raised it: the failure rules need its type
+    out = ManyOutcome()
+    for part in parts:
+        out.results |= part.results
+        out.events += part.events
+    claimed_before = [item for write in writes for item in write.result()]
     return out, sorted(claimed_before + repeats, key=lambda i: i.position)
 
 
@@ -178,12 +201,11 @@ class _Built:
     wanted: list[tuple[Address, str]]
 
 
-async def _create_many(
-    customer_id: str, items: list[NewItem], *, out: ManyOutcome, svc: Services
-) -> list[NewItem]:
-    """Create the items as new contacts; returns those whose external id was claimed before."""
+def _build(
+    customer_id: str, items: list[NewItem], *, out: ManyOutcome, seen: set[Address], svc: Services
+) -> list[_Built]:
+    """The items as new contacts; an item wanting an address in ``seen`` (or invalid) fails."""
     built: list[_Built] = []
-    seen: set[Address] = set()
     for item in items:
         contact_id = mapping.derived_id("contact", customer_id, item.origin.command_id)
         try:
@@ -203,7 +225,12 @@ async def _create_many(
             continue
         seen.update(a for a, _ in wanted)
         built.append(_Built(item, contact, wanted))
+    return built
 
+
+async def _write(customer_id: str, built: list[_Built], *, out: ManyOutcome, svc: Services) -> list[NewItem]:
+    """Claim the built contacts' addresses and write them; returns the items whose external id
+    was claimed before."""
     taken = await svc.addresses.claim_many(
         customer_id=customer_id,
         wanted=[(a, b.contact.id) for b in built for a, _ in b.wanted],

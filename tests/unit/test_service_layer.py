@@ -224,6 +224,58 @@ async def test_bulk_create_reports_each_item_and_applies_the_rest() -> None:
     assert len(svc.contacts.rows) == 2  # type: ignore[attr-defined]
 
 
+def _bulk_of_seven() -> c.BulkCreateContacts:
+    phone = [{"number": "+15550000001"}]
+    return c.BulkCreateContacts(
+        command_id="bulk-7",
+        customer_id=CUST,
+        contacts=[
+            {"first_name": "A", "phone_numbers": phone},
+            {"first_name": "B", "emails": [{"address": "b@example.com"}]},
+            {"first_name": "C", "phone_numbers": [{"number": "bad"}]},
+            {"first_name": "D", "phone_numbers": phone},  # wanted by A, three chunks earlier at 1
+            {"first_name": "E", "external_id": "crm-1"},
+            {"first_name": "F", "emails": [{"address": "B@example.com"}]},
+            {"first_name": "G", "external_id": "crm-1"},
+        ],
+    )
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+async def test_bulk_chunks_written_while_the_next_is_built_answer_as_one(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = await handle_command(_bulk_of_seven(), svc=make_services())
+    monkeypatch.setattr("service.service_layer.bulk.CHUNK", chunk)
+    svc = make_services()
+    assert await handle_command(_bulk_of_seven(), svc=svc) == whole
+    assert (whole["created"], whole["updated"], whole["failed"]) == (3, 1, 3)
+    assert [e["index"] for e in whole["errors"]] == [2, 3, 5]  # the earlier item keeps the address
+    assert [e["contact"]["id"] for e in svc.events.published] == [  # type: ignore[attr-defined]
+        c["id"] for c in whole["contacts"]
+    ]
+
+
+async def test_a_store_failure_in_one_chunk_fails_the_bulk_as_itself_and_the_retry_completes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class FailingOnSecondInsert(FakeContacts):
+        inserts = 0
+
+        async def insert_many(self, *, items: Any) -> set[str]:
+            self.inserts += 1
+            if self.inserts == 2:
+                raise ConnectionError("store went away (fake)")
+            return await super().insert_many(items=items)
+
+    whole = await handle_command(_bulk_of_seven(), svc=make_services())
+    monkeypatch.setattr("service.service_layer.bulk.CHUNK", 2)
+    svc = make_services(contacts=FailingOnSecondInsert())
+    with pytest.raises(ConnectionError):  # not an ExceptionGroup: the retry rules go by its type
+        await handle_command(_bulk_of_seven(), svc=svc)
+    assert await handle_command(_bulk_of_seven(), svc=svc) == whole
+
+
 async def test_batch_lookup_answers_each_phone_in_order() -> None:
     svc = make_services()
     await handle_command(create("cmd-1"), svc=svc)
