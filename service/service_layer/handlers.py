@@ -1,8 +1,9 @@
 """The single entry for commands: apply once, log, publish, then let the caller commit.
 
 It answers from the command log when the command was seen before, else applies it, logs the
-outcome while publishing its events, and only then returns, so the caller may commit the offset. A crash
-anywhere before that means redelivery, never loss; a redelivery never applies anything twice.
+outcome while publishing its events, and only then returns, so the caller may commit the offset.
+A crash anywhere before that means redelivery, never loss; a redelivery never applies anything
+twice (its events may go out twice, with the same event ids).
 """
 
 import asyncio
