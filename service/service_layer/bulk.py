@@ -19,7 +19,13 @@ from service.domain.errors import AddressAlreadyExists, DomainError
 from service.domain.model import Address, Contact
 from service.service_layer import mapping
 from service.service_layer.addresses import claim_addresses, release_addresses, resolve
-from service.service_layer.commands import ConcurrentChange, Origin, build_contact, change_event
+from service.service_layer.commands import (
+    ConcurrentChange,
+    Origin,
+    build_contact,
+    change_event,
+    created_event,
+)
 from service.service_layer.context import Services
 from service.service_layer.ports import JsonDict, Outcome
 
@@ -260,7 +266,7 @@ async def _write(customer_id: str, built: list[_Built], *, out: ManyOutcome, svc
     outcomes: dict[str, Outcome] = {}
     for b in ready:
         own = mapping.contact_json(b.contact)
-        event = change_event(b.item.origin, b.contact, mapping.set_fields(own), created=True, own=own)
+        event = created_event(b.item.origin, b.contact, own)
         # Stored with the contact: what a redelivery answers and re-publishes.
         reply = ItemResult(b.item.position, "created", own).to_json()
         outcomes[b.contact.id] = Outcome(
@@ -331,8 +337,7 @@ async def upsert_by_external_id(
                 contact_id=new_id,
                 svc=svc,
             )
-            status, before_version, before = "created", 0, set()
-            changed = mapping.set_fields(mapping.contact_json(contact))
+            status, changed, before_version, before = "created", [], 0, set()
         else:
             contact = stored.contact
             before_version, before = contact.version, contact.addresses()
@@ -365,7 +370,11 @@ async def upsert_by_external_id(
         contact.touch(svc.clock.now())
     own = mapping.contact_json(contact)
     item = ItemResult(index, status, own)
-    item_events = [change_event(origin, contact, changed, created=status == "created", own=own)]
+    item_events = [
+        created_event(origin, contact, own)
+        if status == "created"
+        else change_event(origin, contact, changed, own=own)
+    ]
     outcome = Outcome(
         customer_id=customer_id,
         command_id=item_command_id,

@@ -83,13 +83,24 @@ _EVENT_TYPES = {
 }
 
 
-def changed_outcome(
-    command: c.ContactCommand, contact: Contact, changed: list[str], *, created: bool = False
-) -> Outcome:
+def created_event(origin: Origin, contact: Contact, own: JsonDict) -> JsonDict:
+    """``contact.created``, naming every field the new contact sets (from its wire form ``own``)."""
+    return change_event(origin, contact, mapping.set_fields(own), created=True, own=own)
+
+
+def changed_outcome(command: c.ContactCommand, contact: Contact, changed: list[str]) -> Outcome:
     own = mapping.contact_json(contact)
-    reply = {**ContactReply().model_dump(mode="json"), "result": own}
-    events = [change_event(command, contact, changed, created=created, own=own)] if changed else []
-    return _outcome(command, reply, events)
+    events = [change_event(command, contact, changed, own=own)] if changed else []
+    return _outcome(command, _contact_reply(own), events)
+
+
+def created_outcome(command: c.ContactCommand, contact: Contact) -> Outcome:
+    own = mapping.contact_json(contact)
+    return _outcome(command, _contact_reply(own), [created_event(command, contact, own)])
+
+
+def _contact_reply(own: JsonDict) -> JsonDict:
+    return {**ContactReply().model_dump(mode="json"), "result": own}
 
 
 # --- create ---
@@ -144,9 +155,7 @@ async def create_contact(command: c.CreateContact, svc: Services) -> Outcome:
         await claim_addresses(wanted, customer_id=command.customer_id, contact_id=contact_id, svc=svc)
     except DomainError as exc:
         return failed(command, exc)
-    outcome = changed_outcome(
-        command, contact, mapping.set_fields(mapping.contact_json(contact)), created=True
-    )
+    outcome = created_outcome(command, contact)
     if not await svc.contacts.insert(contact=contact, outcome=outcome):
         raise ConcurrentChange(contact_id)
     return outcome
