@@ -504,8 +504,12 @@ async def ensure_schema(db: AsyncDatabase[Doc]) -> None:
             except Exception as exc:  # another instance created it first
                 if "already exists" not in str(exc).lower():
                     raise
-        if indexes:
-            await db[name].create_indexes(indexes)
+        # Only the missing ones, one at a time: FerretDB v1 panics on a createIndexes of several
+        # when some exist already, which made every restart on an existing database fail.
+        present = {index["name"] async for index in await db[name].list_indexes()}
+        for index in indexes:
+            if index.document["name"] not in present:
+                await db[name].create_indexes([index])
 
 
 def make_client(url: str, *, timeout_ms: int = 5000) -> AsyncMongoClient[Doc]:

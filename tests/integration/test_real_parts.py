@@ -106,6 +106,26 @@ async def test_store_insert_find_update_and_unique_violation(
         await client.close()
 
 
+async def test_the_schema_step_runs_again_on_an_existing_database(
+    endpoints: Endpoints, isolation: tuple[str, str]
+) -> None:
+    """Every start runs it: a restart must find the database as it left it, indexes and all."""
+    from service.adapters.mongo import INDEXES, ensure_schema, make_client
+
+    client = make_client(endpoints.mongodb)
+    db = client[isolation[1]]
+    try:
+        await ensure_schema(db)
+        await db[next(iter(INDEXES))].drop_index(INDEXES[next(iter(INDEXES))][0].document["name"])
+        await ensure_schema(db)  # the second start, with one index gone meanwhile
+        for name, indexes in INDEXES.items():
+            present = {index["name"] async for index in await db[name].list_indexes()}
+            assert {index.document["name"] for index in indexes} <= present, name
+    finally:
+        await client.drop_database(isolation[1])
+        await client.close()
+
+
 async def test_running_service_reports_ready(running_service: object) -> None:
     health = running_service.health  # type: ignore[attr-defined]
     reader, writer = await asyncio.open_connection("127.0.0.1", health.port)
