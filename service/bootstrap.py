@@ -17,6 +17,7 @@ from pymongo import AsyncMongoClient
 from contracts import topics
 from contracts.events import ContactEvent
 from contracts.sync import SyncResult
+from service.adapters.directory_feed import KafkaDirectoryFeed
 from service.adapters.kafka import KafkaEventPublisher
 from service.adapters.mongo import (
     MongoAddressBook,
@@ -37,6 +38,7 @@ from service.entrypoints.messaging import (
     tolerant_parser,
 )
 from service.service_layer.context import Services
+from service.service_layer.directory import CallerDirectory
 
 log = logging.getLogger("contact_service")
 
@@ -117,6 +119,18 @@ def build(
         ),
         schema=SyncResult,
     )
+    directory = (
+        KafkaDirectoryFeed(
+            directory=CallerDirectory(),
+            db=db,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            topic=settings.topic(topics.EVENTS),
+            max_contacts=settings.lookup_directory_max_contacts,
+            wait_seconds=settings.lookup_directory_wait_ms / 1000,
+        )
+        if settings.lookup_directory
+        else None
+    )
     services = Services(
         contacts=MongoContactRepository(db),
         addresses=MongoAddressBook(db),
@@ -126,6 +140,7 @@ def build(
         sync_states=MongoSyncStates(db),
         default_region=settings.default_region,
         claim_grace=timedelta(seconds=settings.claim_grace_seconds),
+        directory=directory,
     )
     if adapt is not None:
         services = adapt(services)
@@ -165,13 +180,15 @@ def build(
         host=settings.health_host,
         port=settings.health_port,
         checks={"broker": broker_ready, "store": mongo_ready},
-        metrics=lambda: dict(counters.values),
+        metrics=lambda: dict(counters.values) | (directory_metrics(directory) if directory else {}),
     )
 
     async def on_startup() -> None:
         await ensure_schema(db)
         await ensure_topics(settings)
         await replier.start()
+        if directory is not None:
+            await directory.start()
 
     async def after_startup() -> None:
         # Started only once the subscribers run, so "ready" means messages are being consumed.
@@ -186,6 +203,8 @@ def build(
         await health.stop()
 
     async def after_shutdown() -> None:
+        if directory is not None:
+            await directory.stop()
         await replier.stop()
         await mongo.close()
 
@@ -206,6 +225,14 @@ def build(
         counters=counters,
         settings=settings,
     )
+
+
+def directory_metrics(feed: KafkaDirectoryFeed) -> dict[str, int]:
+    return feed.stats | {
+        "directory_ready": int(feed.ready),
+        "directory_contacts": feed.directory.active,
+        "directory_load_ms": int((feed.load_seconds or 0) * 1000),
+    }
 
 
 async def ensure_topics(settings: Settings) -> None:

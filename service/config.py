@@ -42,6 +42,23 @@ class Settings(BaseSettings):
     lookup_workers: int = Field(
         16, ge=1, le=256, description="Lookups answered concurrently per instance (they are read-only)."
     )
+    lookup_directory: bool = Field(
+        True,
+        description=(
+            "Answer lookups from an in-memory directory of contacts, loaded from the store at start-up "
+            "and kept current from the contact-events topic; the store answers while it loads or lags."
+        ),
+    )
+    lookup_directory_max_contacts: int = Field(
+        2_000_000,
+        ge=0,
+        description="Contacts (all customers) the directory may hold; beyond it lookups read the store.",
+    )
+    lookup_directory_wait_ms: float = Field(
+        50.0,
+        gt=0,
+        description="How long a lookup waits for the directory to catch up before reading the store.",
+    )
     sync_batch_size: int = Field(
         500, ge=1, le=10000, description="CRM sync messages consumed and written per batch."
     )

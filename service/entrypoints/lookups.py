@@ -38,7 +38,7 @@ def build_router(*, settings: Settings, svc: Services, replier: Replier, router:
         record = current_record()
         if replier.expired(record):
             return  # the caller gave up; counted, not answered late
-        reply: ContactReply | BatchLookupReply | ErrorReply
+        reply: ContactReply | BatchLookupReply | ErrorReply | bytes
         try:
             if isinstance(query, q.LookupContact):
                 reply = await queries.lookup_contact(query, svc=svc)

@@ -195,14 +195,18 @@ class Replier:
         self.counters.add(f"deadline_expired.{record.topic}")
         return True
 
-    async def reply(self, record: ConsumerRecord[Any, Any], body: BaseModel | dict[str, Any]) -> bool:
-        """Send ``body`` back if the request asked for a reply; False if it did not."""
+    async def reply(self, record: ConsumerRecord[Any, Any], body: BaseModel | dict[str, Any] | bytes) -> bool:
+        """Send ``body`` back if the request asked for a reply; False if it did not. Bytes are a
+        reply already serialized."""
         address = reply_address(header_map(record))
         if address is None:
             return False
         if self.expired(record):
             return True  # asked for, but nobody is waiting any more: answering late helps no one
-        payload = (body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body)).encode()
+        if isinstance(body, bytes):
+            payload = body
+        else:
+            payload = (body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body)).encode()
         producer = self._packed if len(payload) >= self.COMPRESS_FROM else self._plain
         assert producer is not None, "Replier.start() was not awaited"
         await producer.send_and_wait(

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from contracts import queries as q
 from contracts.errors import Error, ErrorCode
+from contracts.models import Contact as WireContact
 from contracts.replies import BatchLookupReply, ContactListReply, ContactReply, LookupMatch
 from service.domain.errors import ContactNotFound, DomainError, InvalidArgument
 from service.domain.model import Address
@@ -14,6 +15,10 @@ from service.domain.normalize import normalize_email, normalize_phone
 from service.service_layer import mapping
 from service.service_layer.addresses import resolve
 from service.service_layer.context import Services
+from service.service_layer.directory import CallerDirectory, Unknown, contact_reply
+
+RawReply = bytes
+"""A reply already serialized (from the caller directory), sent as it is."""
 
 
 async def get_contact(query: q.GetContact, *, svc: Services) -> ContactReply:
@@ -52,15 +57,33 @@ def decode_page_token(token: str) -> tuple[datetime, str]:
         raise InvalidArgument("page_token is not one this service issued", field="page_token") from exc
 
 
-async def lookup_contact(query: q.LookupContact, *, svc: Services) -> ContactReply:
+async def lookup_contact(query: q.LookupContact, *, svc: Services) -> ContactReply | RawReply:
     try:
         address = _lookup_address(query, default_region=svc.default_region)
     except DomainError as exc:
         return _failed(exc)
+    directory = await _trusted_directory(svc)
+    if directory is not None:
+        found = directory.find(query.customer_id, address)
+        if found is None:
+            return _not_found(address)
+        if isinstance(found, bytes):
+            return contact_reply(found)
     contact = await resolve(address, customer_id=query.customer_id, svc=svc)
     if contact is None:
-        return _failed(ContactNotFound(f"no contact with {address.kind} {address.value}", field=address.kind))
+        return _not_found(address)
     return ContactReply(result=mapping.contact_to_wire(contact))
+
+
+async def _trusted_directory(svc: Services) -> CallerDirectory | None:
+    """The caller directory when it holds every change published before now, else None."""
+    if svc.directory is None or not await svc.directory.caught_up():
+        return None
+    return svc.directory.directory
+
+
+def _not_found(address: Address) -> ContactReply:
+    return _failed(ContactNotFound(f"no contact with {address.kind} {address.value}", field=address.kind))
 
 
 def _lookup_address(query: q.LookupContact, *, default_region: str) -> Address:
@@ -86,16 +109,11 @@ async def batch_lookup_contacts(query: q.BatchLookupContacts, *, svc: Services) 
             continue
         wanted[i] = Address("phone", e164)
         matches.append(LookupMatch(phone=phone, number_e164=e164))
-    claims = await svc.addresses.owners(customer_id=query.customer_id, addresses=list(set(wanted.values())))
-    owners = await svc.contacts.read_many(
-        customer_id=query.customer_id,
-        contact_ids=sorted({claim.contact_id for claim in claims.values()}),
-    )
+    holders = await _batch_holders(query.customer_id, set(wanted.values()), svc=svc)
     for i, address in wanted.items():
-        claim = claims.get(address)
-        owner = owners.get(claim.contact_id) if claim else None
-        if owner is not None and owner.holds(address):
-            matches[i] = matches[i].model_copy(update={"result": mapping.contact_to_wire(owner)})
+        owner = holders.get(address)
+        if owner is not None:
+            matches[i] = matches[i].model_copy(update={"result": owner})
         else:
             not_found = Error(
                 code=ErrorCode.CONTACT_NOT_FOUND,
@@ -104,6 +122,27 @@ async def batch_lookup_contacts(query: q.BatchLookupContacts, *, svc: Services) 
             )
             matches[i] = matches[i].model_copy(update={"error": not_found})
     return BatchLookupReply(result=matches)
+
+
+async def _batch_holders(
+    customer_id: str, addresses: set[Address], *, svc: Services
+) -> dict[Address, WireContact]:
+    """The contact holding each address, from the directory if it can answer for all of them."""
+    directory = await _trusted_directory(svc)
+    if directory is not None:
+        found = {address: directory.find(customer_id, address) for address in addresses}
+        if not any(isinstance(v, Unknown) for v in found.values()):
+            return {a: WireContact.model_validate_json(v) for a, v in found.items() if isinstance(v, bytes)}
+    claims = await svc.addresses.owners(customer_id=customer_id, addresses=list(addresses))
+    owners = await svc.contacts.read_many(
+        customer_id=customer_id, contact_ids=sorted({claim.contact_id for claim in claims.values()})
+    )
+    holders: dict[Address, WireContact] = {}
+    for address, claim in claims.items():
+        owner = owners.get(claim.contact_id)
+        if owner is not None and owner.holds(address):
+            holders[address] = mapping.contact_to_wire(owner)
+    return holders
 
 
 def _failed(exc: DomainError) -> ContactReply:

@@ -572,7 +572,6 @@ async def bench_size(
     prefix, database = f"bench{tag}.", f"bench_{tag}"
     log.info("size %d: service on topics %s*, database %s", size, prefix, database)
     service = Service(prefix, database)
-    await service.start()
     mongo = make_client(endpoints.mongodb)
     db = mongo[database]
     # The store half of the service, for loading and the resolve baseline; never the broker.
@@ -586,6 +585,9 @@ async def bench_size(
     )
     try:
         loading = await load(db, svc, size)
+        # Started after the load, as after a restart: the caller directory loads from the store.
+        await service.start()
+        loading["directory"] = await directory_loaded(service, size)
         claims = db[ADDRESSES]
         phone_claims = [claim_id(Address("phone", phone(i))) for i in range(size)]
         ids = [contact_id(i) for i in range(size)]
@@ -656,6 +658,24 @@ async def bench_size(
         await mongo.drop_database(database)
         await mongo.close()
     return {"load": loading, "rates": points, "service_counters": counters}
+
+
+async def directory_loaded(service: Service, size: int, *, limit: float = 600.0) -> dict[str, Any]:
+    """Wait until the service's caller directory holds the ``size`` contacts loaded (if it has one)."""
+    deadline = time.monotonic() + limit
+    while True:
+        metrics = await service.get("/metrics")
+        if "directory_ready" not in metrics:
+            return {"enabled": False}
+        if metrics["directory_ready"] and metrics["directory_contacts"] >= size:
+            return {
+                "enabled": True,
+                "contacts": metrics["directory_contacts"],
+                "load_ms": metrics["directory_load_ms"],
+            }
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"caller directory not loaded after {limit}s: {metrics}")
+        await asyncio.sleep(0.2)
 
 
 def _saturated(summary: dict[str, Any], rate: float) -> bool:
