@@ -6,6 +6,7 @@ import pytest
 
 from contracts import commands as c
 from contracts import queries as q
+from contracts.replies import ContactReply
 from service.service_layer.handlers import handle_command
 from service.service_layer.queries import (
     batch_lookup_contacts,
@@ -61,6 +62,7 @@ async def test_same_number_is_free_in_another_customer_and_lookups_stay_apart() 
     theirs = await handle_command(create("cmd-1", customer_id=OTHER, first_name="Other"), svc=svc)
     assert theirs["ok"] and mine["result"]["id"] != theirs["result"]["id"]
     found = await lookup_contact(q.LookupContact(customer_id=OTHER, phone="555-123-4567"), svc=svc)
+    assert isinstance(found, ContactReply)  # no directory: the store answers, with a model
     assert found.result is not None and found.result.first_name == "Other"
     cross = await get_contact(q.GetContact(customer_id=OTHER, contact_id=mine["result"]["id"]), svc=svc)
     assert cross.error is not None and cross.error.code == "CONTACT_NOT_FOUND"
@@ -89,9 +91,8 @@ async def test_soft_delete_releases_addresses_and_hides_contact() -> None:
     )
     assert twice["ok"]
     assert [e["type"] for e in svc.events.published] == ["contact.created", "contact.deleted"]  # type: ignore[attr-defined]
-    assert (
-        await lookup_contact(q.LookupContact(customer_id=CUST, email="JOHN@acme.com"), svc=svc)
-    ).error is not None
+    gone = await lookup_contact(q.LookupContact(customer_id=CUST, email="JOHN@acme.com"), svc=svc)
+    assert isinstance(gone, ContactReply) and gone.error is not None
     assert (
         await get_contact(q.GetContact(customer_id=CUST, contact_id=contact_id), svc=svc)
     ).error is not None
