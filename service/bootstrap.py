@@ -153,10 +153,16 @@ def build(
         backoff_max=settings.retry_backoff_max_seconds,
         max_attempts=settings.max_delivery_attempts,
     )
-    for module in (commands, queries, lookups):
+    for module in (commands, queries):
         module_router = KafkaRouter(middlewares=[policy], parser=tolerant_parser)
         module.build_router(settings=settings, svc=services, replier=replier, router=module_router)
         router.include_router(module_router)
+    answers = lookups.Answers(
+        limit=settings.lookup_workers, svc=services, replier=replier, dead_letters=dead_letters
+    )
+    lookup_router = KafkaRouter(middlewares=[policy])
+    lookups.build_router(settings=settings, answers=answers, router=lookup_router)
+    router.include_router(lookup_router)
     sync_router = KafkaRouter(middlewares=[policy])
     crm_sync.build_router(
         settings=settings,
@@ -203,6 +209,7 @@ def build(
         await health.stop()
 
     async def after_shutdown() -> None:
+        await answers.drain()  # the subscribers have stopped: answer what was taken, then close
         if directory is not None:
             await directory.stop()
         await replier.stop()

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
         ),
     )
     lookup_directory_max_contacts: int = Field(
-        2_000_000,
+        1_000_000,
         ge=0,
         description="Contacts (all customers) the directory may hold; beyond it lookups read the store.",
     )

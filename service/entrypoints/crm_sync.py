@@ -1,11 +1,8 @@
 """CRM sync ingestion: batches of connector messages, applied in bulk, failures reported per item."""
 
 import asyncio
-import copy
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaRouter
 from faststream.kafka.publisher.usecase import DefaultPublisher as KafkaPublisher
 from faststream.middlewares import AckPolicy
@@ -15,28 +12,15 @@ from contracts import topics
 from contracts.errors import Error, ErrorCode
 from contracts.sync import SYNC_ADAPTER, SyncResult, sync_key
 from service.config import Settings
-from service.entrypoints.messaging import Counters, DeadLetters, input_error, readable_headers
+from service.entrypoints.messaging import (
+    Counters,
+    DeadLetters,
+    input_error,
+    raw_records,
+    tolerant_batch_parser,
+)
 from service.service_layer.context import Services
 from service.service_layer.sync import SyncMessage, apply_sync_batch
-
-
-async def _batch_parser(
-    records: tuple[ConsumerRecord[Any, Any], ...], original: Callable[..., Awaitable[Any]]
-) -> Any:
-    """FastStream's batch parser, minus its failure on header values that are not UTF-8."""
-    readable = []
-    for record in records:
-        clean = copy.copy(record)
-        clean.headers = readable_headers(record.headers)
-        readable.append(clean)
-    message = await original(tuple(readable))
-    message.raw_message = records
-    return message
-
-
-async def _records(message: Any, original: Callable[..., Awaitable[Any]]) -> Any:
-    """No decoding: the handler parses each record itself, so one bad record cannot sink a batch."""
-    return list(message.raw_message)
 
 
 def build_router(
@@ -55,8 +39,8 @@ def build_router(
         group_id=f"{settings.consumer_group}.crm-sync",
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        parser=_batch_parser,
-        decoder=_records,
+        parser=tolerant_batch_parser,
+        decoder=raw_records,
         title="crm-sync",
         description=(
             "Upserts and deletes from CRM sync connectors (contracts.sync: crm_contact_upserted, "

@@ -74,6 +74,25 @@ async def tolerant_parser(record: ConsumerRecord[Any, Any], original: Callable[.
     return message
 
 
+async def tolerant_batch_parser(
+    records: tuple[ConsumerRecord[Any, Any], ...], original: Callable[..., Awaitable[Any]]
+) -> Any:
+    """FastStream's batch parser, minus its failure on header values that are not UTF-8."""
+    readable = []
+    for record in records:
+        clean = copy.copy(record)
+        clean.headers = readable_headers(record.headers)
+        readable.append(clean)
+    message = await original(tuple(readable))
+    message.raw_message = records
+    return message
+
+
+async def raw_records(message: Any, original: Callable[..., Awaitable[Any]]) -> Any:
+    """No decoding: the handler parses each record itself, so one bad record cannot sink a batch."""
+    return list(message.raw_message)
+
+
 def readable_headers(headers: Any) -> list[tuple[str, bytes]]:
     return [(k, v if _is_text(v) else b"") for k, v in headers or ()]
 

@@ -25,8 +25,11 @@ out before Kafka or the store do. Other work on the machine skews everything: be
 run waits (up to ``--quiet-wait`` seconds) for the machine to go quiet, and records how busy it was
 and with what.
 
+The service is started after the load, as after a restart: its caller directory loads the contacts
+from the store, and the run waits until ``/metrics`` shows it holding them all.
+
 Contacts are written straight into the store (100,000 through commands would take far too long),
-built by the service's own code: ``build_contact`` and ``changed_outcome`` (as ``create_contact``
+built by the service's own code: ``build_contact`` and ``created_outcome`` (as ``create_contact``
 does for a ``CreateContact`` command), ``contact_to_doc`` for the contact document, and claim
 documents from ``MongoAddressBook.claim_doc`` (what ``claim`` inserts). Each contact has one phone number
 (``+1555`` and 7 digits, unique) and one email. The command log is not written: lookups never read it.

@@ -163,3 +163,28 @@ async def test_with_the_directory_off_the_store_answers_the_same(
         )
         found = await client.lookup_phone(CUST, "+15557040000")
         assert found.result == contact
+
+
+async def test_past_its_size_limit_the_directory_turns_off_and_the_store_answers(
+    endpoints: Endpoints, isolation: tuple[str, str], client: ContactClient
+) -> None:
+    settings = service_settings(endpoints, isolation).model_copy(update={"lookup_directory_max_contacts": 2})
+    async with started(settings) as service:
+        feed = await until_ready(service)
+        ids = [
+            (
+                await command(
+                    client,
+                    c.CreateContact,
+                    contact={"first_name": f"n{i}", "phone_numbers": [{"number": f"+1555705{i:04d}"}]},
+                )
+            ).id
+            for i in range(3)
+        ]
+        for _ in range(100):
+            if not feed.ready:
+                break
+            await asyncio.sleep(0.05)
+        assert not feed.ready and len(feed.directory) == 0
+        found = [await client.lookup_phone(CUST, f"+1555705{i:04d}") for i in range(3)]
+        assert [r.result.id if r.result else None for r in found] == ids

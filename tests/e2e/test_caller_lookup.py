@@ -14,9 +14,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from contracts import commands as c
 from contracts import headers, topics
 from contracts.client import ContactClient, RequestTimeout
-from contracts.replies import BatchLookupReply, ContactReply
+from contracts.replies import BatchLookupReply, ContactReply, ErrorReply
 from service.bootstrap import Application
-from tests.conftest import Endpoints
+from tests.conftest import Endpoints, TopicReader
 
 pytestmark = pytest.mark.integration
 
@@ -192,3 +192,31 @@ async def test_client_stop_cancels_pending_calls_and_restarts_cleanly(
     with pytest.raises(RequestTimeout):
         async with ContactClient(endpoints.kafka, topic_prefix=isolation[0] + "void.") as again:
             await again.lookup_phone(ACME, phone(0), timeout=0.5)
+
+
+async def test_bad_lookups_get_an_error_reply_or_a_dead_letter_and_the_rest_are_answered(
+    running_service: Application, client: ContactClient
+) -> None:
+    owners = await load(client, ACME, 1)
+    asked = [
+        (b"\x00garbage", "MALFORMED_MESSAGE", None),
+        (b'{"type": "who_is_it", "customer_id": "x"}', "UNKNOWN_MESSAGE_TYPE", "type"),
+        (json.dumps({"type": "lookup_contact", "customer_id": ACME}).encode(), "INVALID_ARGUMENT", None),
+        (
+            json.dumps({"type": "batch_lookup_contacts", "customer_id": ACME, "phones": []}).encode(),
+            "INVALID_ARGUMENT",
+            "phones",
+        ),
+    ]
+    replies = await asyncio.gather(*(client.request_raw(topics.LOOKUPS, body) for body, _, _ in asked))
+    errors = [ErrorReply.model_validate_json(r).error for r in replies]
+    assert [(e.code, e.field) for e in errors if e] == [(code, field) for _, code, field in asked]
+    await client.send_raw(topics.LOOKUPS, b"no reply asked", key=ACME)  # nobody to answer: dead letter
+    assert (await client.lookup_phone(ACME, phone(0))).result.id == owners[phone(0)]  # type: ignore[union-attr]
+    reader = TopicReader(
+        running_service.settings.kafka_bootstrap_servers, running_service.settings.topic(topics.DEAD_LETTERS)
+    )
+    dead = await reader.read(at_least=1)
+    assert [(r.value, dict(r.headers)[headers.DLQ_REASON]) for r in dead] == [
+        (b"no reply asked", b"MALFORMED_MESSAGE")
+    ]
