@@ -40,7 +40,10 @@ class Settings(BaseSettings):
         description="Attempts before a message failing for an unknown reason is dead-lettered.",
     )
     lookup_workers: int = Field(
-        16, ge=1, le=256, description="Lookups answered concurrently per instance (they are read-only)."
+        16,
+        ge=1,
+        le=256,
+        description="Lookups answered concurrently per instance, and the most taken per batch (read-only).",
     )
     lookup_directory: bool = Field(
         True,
