@@ -1,6 +1,7 @@
 """The composition root: the one place that picks concrete classes and wires them together."""
 
 import contextlib
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -197,6 +198,10 @@ def build(
             await directory.start()
 
     async def after_startup() -> None:
+        # What start-up built lives as long as the process: out of the collector's sight, a full
+        # collection no longer walks it (80-110 ms for ~90,000 objects here, a stall for every
+        # lookup in flight). The caller directory freezes what it loads the same way.
+        gc.freeze()
         # Started only once the subscribers run, so "ready" means messages are being consumed.
         await health.start()
         log.info(
@@ -214,6 +219,7 @@ def build(
             await directory.stop()
         await replier.stop()
         await mongo.close()
+        gc.unfreeze()  # what was frozen may be garbage now (a process running the app again: tests)
 
     app = FastStream(
         broker,
