@@ -19,6 +19,7 @@ from service.entrypoints.messaging import (
     Replier,
     input_error,
     is_transient,
+    poll_again_at_once,
     raw_records,
     reject,
     tolerant_batch_parser,
@@ -104,7 +105,7 @@ class Answers:
 
 
 def build_router(*, settings: Settings, answers: Answers, router: KafkaRouter) -> None:
-    @router.subscriber(
+    subscriber = router.subscriber(
         settings.topic(topics.LOOKUPS),
         batch=True,
         max_records=settings.lookup_workers,
@@ -129,6 +130,8 @@ def build_router(*, settings: Settings, answers: Answers, router: KafkaRouter) -
             "before the request arrived, else from the store."
         ),
     )
+
+    @poll_again_at_once(subscriber)
     async def on_lookups(records: Records) -> None:
         for record in records:
             await answers.start(record)

@@ -10,6 +10,7 @@
 
 import asyncio
 import copy
+import itertools
 import json
 import logging
 import time
@@ -24,6 +25,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from fast_depends.exceptions import ValidationError as ArgumentsError
 from faststream import BaseMiddleware
 from faststream.kafka.publisher.usecase import DefaultPublisher as KafkaPublisher
+from faststream.kafka.subscriber.usecase import BatchSubscriber
 from pydantic import BaseModel, ValidationError
 from pymongo.errors import ConnectionFailure, PyMongoError
 
@@ -91,6 +93,25 @@ async def tolerant_batch_parser(
 async def raw_records(message: Any, original: Callable[..., Awaitable[Any]]) -> Any:
     """No decoding: the handler parses each record itself, so one bad record cannot sink a batch."""
     return list(message.raw_message)
+
+
+def poll_again_at_once(subscriber: BatchSubscriber) -> BatchSubscriber:
+    """``subscriber``, minus FastStream's pause after a poll that found nothing.
+
+    FastStream 0.7's batch subscriber sleeps ``batch_timeout_ms`` (200 ms) after every empty poll,
+    on top of the poll's own wait, so a lookup arriving after a quiet spell waited up to 400 ms
+    (measured at 5 lookups/s: p99 415 ms against 8 ms for a bare echo). aiokafka's ``getmany``
+    already waits for records; polling again at once costs one wake-up per timeout while idle.
+    """
+
+    async def get_msg(consumer: Any) -> tuple[ConsumerRecord[Any, Any], ...]:
+        batches = await consumer.getmany(
+            timeout_ms=subscriber.batch_timeout_ms, max_records=subscriber.max_records
+        )
+        return tuple(itertools.chain.from_iterable(batches.values()))  # empty: the loop polls again
+
+    subscriber.get_msg = get_msg  # type: ignore[method-assign]
+    return subscriber
 
 
 def readable_headers(headers: Any) -> list[tuple[str, bytes]]:
