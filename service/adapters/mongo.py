@@ -40,7 +40,9 @@ def _ts(value: datetime | None) -> str | None:
 
 
 def _dt(value: str | None) -> datetime | None:
-    return None if value is None else datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    # fromisoformat reads _ts's form (the "Z" too, since 3.11) in a twentieth of strptime's time:
+    # three of these per contact read were most of the caller directory's CPU while it loaded.
+    return None if value is None else datetime.fromisoformat(value)
 
 
 def _req_dt(value: str) -> datetime:

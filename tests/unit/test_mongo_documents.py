@@ -1,9 +1,21 @@
 """The contact document mapping: what is written is what is read back, without stored copies."""
 
 import dataclasses
+from datetime import UTC, datetime, timedelta, timezone
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from contracts import commands as c
-from service.adapters.mongo import _compact_events, _inflate_events, _stored, contact_to_doc, outcome_to_doc
+from service.adapters.mongo import (
+    _compact_events,
+    _dt,
+    _inflate_events,
+    _stored,
+    _ts,
+    contact_to_doc,
+    outcome_to_doc,
+)
 from service.service_layer.context import Services
 from service.service_layer.handlers import handle_command
 from service.service_layer.ports import Outcome
@@ -112,3 +124,16 @@ async def test_a_command_log_entry_holds_each_contact_once_and_reads_back_equal(
         "events": [{**doc["events"][0], "contact": {**doc["events"][0]["contact"], "notes": "x"}}],
     }
     assert _compact_events(changed) == changed and _inflate_events(changed) == changed
+
+
+@given(
+    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.integers(min_value=-12 * 60, max_value=14 * 60),
+)
+def test_stored_timestamps_read_back_as_the_same_utc_instant(when: datetime, offset_minutes: int) -> None:
+    instant = when.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
+    stored = _ts(instant)
+    assert stored is not None and stored.endswith("Z") and len(stored) == 27  # fixed width: sorts as instants
+    back = _dt(stored)
+    assert back == instant and back is not None and back.utcoffset() == timedelta(0)
+    assert back == datetime.strptime(stored, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
