@@ -355,10 +355,9 @@ class Slice:
 def pooled(slices: Sequence[Slice]) -> dict[str, Any]:
     """One summary over every call of ``slices`` (percentiles over the pooled latencies), the
     cores averaged over them, and each slice's own percentiles to show the spread."""
-    first = slices[0].run
     runs = [s.run for s in slices]
     run = Run(
-        rate=first.rate,
+        rate=runs[0].rate,
         seconds=sum(r.seconds for r in runs),
         sent=sum(r.sent for r in runs),
         latencies_ms=[x for r in runs for x in r.latencies_ms],
@@ -381,7 +380,9 @@ def pooled(slices: Sequence[Slice]) -> dict[str, Any]:
     cpu["busiest_idle_before"] = max(
         slices, key=lambda s: s.cpu["machine_busy_cores_idle_before"] or 0.0
     ).cpu["busiest_idle_before"]
-    each = [{k: r.summary()[k] for k in ("count", "errors", "p50_ms", "p99_ms")} for r in runs]
+    each = [
+        {k: summary[k] for k in ("count", "errors", "p50_ms", "p99_ms")} for summary in map(Run.summary, runs)
+    ]
     return run.summary() | {"cpu": cpu, "slices": each}
 
 
