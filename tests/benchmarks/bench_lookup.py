@@ -105,6 +105,8 @@ log = logging.getLogger("bench_lookup")
 CUSTOMER = "cust-bench"
 CHUNK = 1000
 WARMUP_SECONDS = 1.0
+"""Unmeasured calls before each slice."""
+WARMUP_CHUNK_SECONDS = 5.0
 TIMEOUT_SECONDS = 5.0
 ECHO_TOPIC = "bench.echo.v1"
 ECHO_PARTITIONS = 3
@@ -613,8 +615,37 @@ async def serve_echo(topic: str, partitions: int) -> None:
         await stop.wait()
 
 
+async def warm_up(calls: dict[str, Call], *, rate: float, seconds: float, items: int) -> list[dict[str, Any]]:
+    """Each of ``calls`` in turn, ``WARMUP_CHUNK_SECONDS`` at a time, for ``seconds``; unmeasured.
+
+    A freshly started broker JVM spends its first half minute or more under load compiling its
+    hot paths (the C2 compiler thread measured at 0.3-0.8 of this machine's 2 cores), and that
+    fell on whichever slices came first: the first lookup slice after a stack start gave p50
+    26 ms against 7-8 ms for the five after it. Each chunk's p50/p99 goes into the JSON.
+    """
+    chunks: list[dict[str, Any]] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for name, call in calls.items():
+            summary = (
+                await open_loop(call, rate=rate, seconds=WARMUP_CHUNK_SECONDS, items=items, seed=-2)
+            ).summary()
+            chunks.append({"name": name} | {k: summary[k] for k in ("count", "errors", "p50_ms", "p99_ms")})
+            log.info(
+                "  warm-up %-6s rate=%-6g p50=%sms p99=%sms", name, rate, summary["p50_ms"], summary["p99_ms"]
+            )
+    return chunks
+
+
 async def bench_size(
-    endpoints: Endpoints, size: int, rates: Sequence[float], seconds: float, quiet_wait: float, rounds: int
+    endpoints: Endpoints,
+    size: int,
+    rates: Sequence[float],
+    *,
+    seconds: float,
+    quiet_wait: float,
+    rounds: int,
+    warmup: float,
 ) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:10]
     prefix, database = f"bench{tag}.", f"bench_{tag}"
@@ -676,6 +707,9 @@ async def bench_size(
             # flight, whichever of the four runs it fell in. The service does the same (bootstrap).
             gc.collect()
             gc.freeze()
+            warmed = await warm_up(
+                {"lookup": lookup, "echo": echo}, rate=max(rates), seconds=warmup, items=size
+            )
             points: dict[str, Any] = {}
             for rate in rates:
                 log.info(" size %d, %g/s", size, rate)
@@ -726,7 +760,7 @@ async def bench_size(
         await service.stop()
         await mongo.drop_database(database)
         await mongo.close()
-    return {"load": loading, "rates": points, "service_counters": counters}
+    return {"load": loading, "warmup": warmed, "rates": points, "service_counters": counters}
 
 
 async def directory_loaded(service: Service, size: int, *, limit: float = 600.0) -> dict[str, Any]:
@@ -816,7 +850,13 @@ async def environment(endpoints: Endpoints) -> dict[str, Any]:
 
 
 async def main(
-    sizes: Sequence[int], rates: Sequence[float], seconds: float, quiet_wait: float, rounds: int
+    sizes: Sequence[int],
+    rates: Sequence[float],
+    *,
+    seconds: float,
+    quiet_wait: float,
+    rounds: int,
+    warmup: float,
 ) -> dict[str, Any]:
     began = time.perf_counter()
     endpoints = Endpoints(
@@ -833,7 +873,8 @@ async def main(
             "slices_per_point": rounds,
             "quiet_wait_seconds": quiet_wait,
             "quiet_below_busy_cores": QUIET_CORES,
-            "warmup_seconds_per_point": WARMUP_SECONDS,
+            "warmup_seconds_per_slice": WARMUP_SECONDS,
+            "warmup_seconds_per_size": warmup,
             "request_timeout_seconds": TIMEOUT_SECONDS,
             "lookup_workers": Settings.model_fields["lookup_workers"].default,
             "percentiles": (
@@ -847,7 +888,10 @@ async def main(
         },
     }
     results = {
-        str(size): await bench_size(endpoints, size, rates, seconds, quiet_wait, rounds) for size in sizes
+        str(size): await bench_size(
+            endpoints, size, rates, seconds=seconds, quiet_wait=quiet_wait, rounds=rounds, warmup=warmup
+        )
+        for size in sizes
     }
     report["results"] = results
     small, large = str(min(sizes)), str(max(sizes))
@@ -902,6 +946,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="slices per point: lookup, echo and store_read measured in turn, this many times",
     )
     parser.add_argument(
+        "--warmup",
+        type=float,
+        default=60.0,
+        help="per size, before its first point: seconds of lookups and echoes at the top rate, unmeasured",
+    )
+    parser.add_argument(
         "--quiet-wait",
         type=float,
         default=10.0,
@@ -916,9 +966,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         or min(args.rates) <= 0
         or args.seconds <= 0
         or args.quiet_wait < 0
+        or args.warmup < 0
         or args.rounds < 1
     ):
-        parser.error("sizes, rates, seconds and rounds must be positive")
+        parser.error("sizes, rates, seconds and rounds must be positive; warmup and quiet-wait not negative")
     return args
 
 
@@ -933,7 +984,17 @@ def run(argv: Sequence[str] | None = None) -> None:
     # Everything else printed meanwhile goes to stderr: FastStream's access log (two lines per
     # message, created while the service starts) writes to whatever sys.stdout is at that moment.
     with contextlib.redirect_stdout(sys.stderr):
-        report = run_on(args.loop, main(args.sizes, args.rates, args.seconds, args.quiet_wait, args.rounds))
+        report = run_on(
+            args.loop,
+            main(
+                args.sizes,
+                args.rates,
+                seconds=args.seconds,
+                quiet_wait=args.quiet_wait,
+                rounds=args.rounds,
+                warmup=args.warmup,
+            ),
+        )
     json.dump(report, out, indent=2)
     out.write("\n")
 
