@@ -9,7 +9,7 @@
 # Settings (environment): STACK_CACHE (downloads/builds, default <repo>/.cache/stack),
 # STACK_RUN_DIR (data, logs, pids; default $STACK_CACHE/run), KAFKA_PORT (9092),
 # KAFKA_CONTROLLER_PORT (9093), FERRETDB_PORT (27017), STACK_WAIT_SECONDS (120),
-# KAFKA_HEAP (-Xms256m -Xmx1g).
+# KAFKA_HEAP (-Xms1g -Xmx1g), KAFKA_JVM_PERFORMANCE_OPTS (kafka-run-class.sh's defaults).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,7 +20,11 @@ KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 FERRETDB_PORT="${FERRETDB_PORT:-27017}"
 STACK_WAIT_SECONDS="${STACK_WAIT_SECONDS:-120}"
-KAFKA_HEAP="${KAFKA_HEAP:--Xms256m -Xmx1g}"
+KAFKA_HEAP="${KAFKA_HEAP:--Xms1g -Xmx1g}"
+# The broker runs as Kafka's own start scripts run it (kafka-server-start.sh's heap and
+# kafka-run-class.sh's flags): G1 aiming at 20 ms pauses rather than the JVM's default 200 ms.
+KAFKA_JVM_PERFORMANCE_OPTS="${KAFKA_JVM_PERFORMANCE_OPTS:--server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+-XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 -Djava.awt.headless=true}"
 
 KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$HERE/kafka/pom.xml")"
 KAFKA_LIBS="$STACK_CACHE/kafka-$KAFKA_VERSION/libs"
@@ -115,8 +119,10 @@ start_kafka() {
       || die "kafka storage format failed, see $LOGS/kafka-format.log"
   fi
   log "starting kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT"
-  # shellcheck disable=SC2086  # KAFKA_HEAP holds several JVM flags
-  nohup java $KAFKA_HEAP -Dlog4j2.configurationFile="$HERE/kafka/log4j2.properties" -Dkafka.logs.dir="$LOGS" \
+  # shellcheck disable=SC2086  # KAFKA_HEAP and KAFKA_JVM_PERFORMANCE_OPTS hold several JVM flags
+  nohup java $KAFKA_HEAP $KAFKA_JVM_PERFORMANCE_OPTS \
+    -Xlog:gc:file="$LOGS/kafka-gc.log":time,uptime:filecount=10,filesize=100M \
+    -Dlog4j2.configurationFile="$HERE/kafka/log4j2.properties" -Dkafka.logs.dir="$LOGS" \
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$conf" >>"$LOGS/kafka.log" 2>&1 </dev/null &
   echo $! >"$STACK_RUN_DIR/kafka.pid"
 }
