@@ -47,6 +47,19 @@ def test_what_cannot_be_a_phone_number_is_refused_naming_the_field(raw: str) -> 
     assert info.value.field == "phone_numbers[0].number"
 
 
+def test_repeated_numbers_answer_as_the_first_time_with_each_callers_region_and_field() -> None:
+    # Parses are cached: the region hint is part of the key, the field is not.
+    national = "020 7946 0958"
+    assert normalize_phone(national, region="GB", default_region="US", field="a") == ("+442079460958", "")
+    with pytest.raises(InvalidArgument):
+        normalize_phone(national, region=None, default_region="US", field="a")  # not a US number
+    assert normalize_phone(national, region="gb", default_region="US", field="b") == ("+442079460958", "")
+    for field in ("phone", "phones[3]"):
+        with pytest.raises(InvalidArgument) as info:
+            normalize_phone("12", region=None, default_region="US", field=field)
+        assert info.value.field == field
+
+
 def test_emails_are_lowercased_and_validated() -> None:
     assert normalize_email(" John.Smith@ACME.com ", field="e") == "john.smith@acme.com"
     for bad in ["john", "john@", "@acme.com", "john@acme", "jo hn@acme.com", "a@b@c.com"]:
