@@ -29,7 +29,8 @@ KAFKA_JVM_PERFORMANCE_OPTS="${KAFKA_JVM_PERFORMANCE_OPTS:--server -XX:+UseG1GC -
 KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$HERE/kafka/pom.xml")"
 KAFKA_LIBS="$STACK_CACHE/kafka-$KAFKA_VERSION/libs"
 FERRETDB_VERSION="$(awk '/FerretDB\/FerretDB v/ {print $3}' "$HERE/ferretdb/go.mod")"
-FERRETDB_BIN="$STACK_CACHE/ferretdb-$FERRETDB_VERSION-idpatch/ferretdb-local"
+FERRETDB_PATCH="$HERE/ferretdb/local.patch"
+FERRETDB_BIN="$STACK_CACHE/ferretdb-$FERRETDB_VERSION-$(sha256sum "$FERRETDB_PATCH" | cut -c1-12)/ferretdb-local"
 LOGS="$STACK_RUN_DIR/logs"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
@@ -58,15 +59,19 @@ install_kafka() {
   touch "$KAFKA_LIBS/.complete"
 }
 
-# FerretDB v1.24's SQLite backend pushes an exact `_id` filter down as
-#   WHERE _ferretdb_sjson->'$._id' = ?
-# but indexes `_id` as `_ferretdb_sjson->"_id"`; SQLite only uses an expression index for the same
-# expression, so every find/update/delete by _id scans the whole table (20 ms at 3,000 documents,
-# linear beyond). One-line patch: push down the indexed expression (same value, same semantics).
+# FerretDB v1.24 with deploy/local/ferretdb/local.patch, so the store behaves as MongoDB does where
+# the service relies on it (docs/local-store.md says why, and tests/integration/test_local_store.py
+# holds each point):
+# - an exact `_id` is pushed down to the `_id` index even when the filter holds more (a
+#   compare-and-set `{_id, version}`), and through the indexed expression (upstream pushes down
+#   `->'$._id'` but indexes `->"_id"`, so every find by `_id` scanned);
+# - an `_id` range of plain strings, sorted by `_id` and limited, is read from the index (a page);
+# - update, delete and findAndModify run one at a time, so a filtered write is atomic.
 install_ferretdb() {
   if [[ -x "$FERRETDB_BIN" ]]; then return; fi
   need go "Go 1.24+"
-  log "building FerretDB $FERRETDB_VERSION from the Go module proxy (with the _id index patch)"
+  need patch "patch (Debian package patch)"
+  log "building FerretDB $FERRETDB_VERSION from the Go module proxy (with $FERRETDB_PATCH)"
   local gocache=(GOPATH="$STACK_CACHE/go" GOMODCACHE="$STACK_CACHE/go/mod" GOCACHE="$STACK_CACHE/go/build")
   local src="$STACK_CACHE/ferretdb-src-$FERRETDB_VERSION" build="$STACK_CACHE/ferretdb-build"
   local module
@@ -75,16 +80,7 @@ install_ferretdb() {
   rm -rf "$src" "$build"
   cp -r "$module" "$src"
   chmod -R u+w "$src"
-  python3 - "$src/internal/backends/sqlite/metadata/metadata.go" <<'PY' || die "patching FerretDB failed"
-import pathlib, sys
-path = pathlib.Path(sys.argv[1])
-old = "IDColumn = DefaultColumn + \"->'$._id'\""
-new = 'IDColumn = DefaultColumn + "->\\"_id\\""'
-text = path.read_text()
-if old not in text:
-    sys.exit(f"{path} no longer has the line to patch")
-path.write_text(text.replace(old, new))
-PY
+  patch -s -p1 -d "$src" <"$FERRETDB_PATCH" || die "patching FerretDB failed"
   mkdir -p "$build" "$(dirname "$FERRETDB_BIN")"
   cp "$HERE/ferretdb/go.mod" "$HERE/ferretdb/go.sum" "$HERE/ferretdb/main.go" "$build/"
   (

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReplaceOne
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, DeleteOne, IndexModel, ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -27,6 +27,8 @@ CONTACTS = "contacts"
 ADDRESSES = "contact_addresses"
 COMMAND_LOG = "processed_commands"
 SYNC_STATE = "crm_sync_state"
+CONTACT_LIST = "contact_list"
+SCHEMA_MARKS = "schema_marks"
 
 
 def _key(*parts: str) -> str:
@@ -197,8 +199,17 @@ def _stored(doc: Doc) -> StoredContact:
 
 
 class MongoContactRepository:
+    """Contacts by ``_id``, and the listing: one entry per active contact, keyed so that an ``_id``
+    range sorted by ``_id`` is a customer's contacts newest first (see ``list_key``).
+
+    An entry is written before its contact and removed after the contact is deleted, so a list
+    never misses an active contact; an entry whose contact is missing, deleted or of another
+    creation time (a create retried after a crash) is skipped when read.
+    """
+
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self._contacts: AsyncCollection[Doc] = db[CONTACTS]
+        self._list: AsyncCollection[Doc] = db[CONTACT_LIST]
 
     async def get(self, *, customer_id: str, contact_id: str) -> StoredContact | None:
         # Filter on _id alone: the one filter every store answers from an index (FerretDB's SQLite
@@ -220,6 +231,7 @@ class MongoContactRepository:
         return {c.id: c for c in found if c is not None}
 
     async def insert(self, *, contact: Contact, outcome: Outcome) -> bool:
+        await self._insert_entries([contact])
         try:
             await self._contacts.insert_one(contact_to_doc(contact, outcome))
         except DuplicateKeyError:
@@ -229,6 +241,7 @@ class MongoContactRepository:
     async def insert_many(self, *, items: Sequence[tuple[Contact, Outcome]]) -> set[str]:
         if not items:
             return set()
+        await self._insert_entries([contact for contact, _ in items])
         docs = [contact_to_doc(contact, outcome) for contact, outcome in items]
         try:
             await self._contacts.insert_many(docs, ordered=False)
@@ -237,31 +250,103 @@ class MongoContactRepository:
         return set()
 
     async def replace(self, *, contact: Contact, expected_version: int, outcome: Outcome) -> bool:
+        # Compare-and-set on the version: an exact _id, which every store reads from its index
+        # (the local FerretDB too, with its patch; it also makes the write atomic there).
         result = await self._contacts.replace_one(
-            # Compare-and-set on the version. An _id lookup plus one field on MongoDB; FerretDB
-            # scans for it (see README, "The local store"), so only updates pay that there.
-            {"_id": contact.id, "version": expected_version},
-            contact_to_doc(contact, outcome),
+            {"_id": contact.id, "version": expected_version}, contact_to_doc(contact, outcome)
         )
-        return result.matched_count == 1
+        if result.matched_count != 1:
+            return False
+        if contact.is_deleted:
+            await self._list.delete_one({"_id": list_key(contact)})
+        return True
+
+    async def replace_many(self, *, items: Sequence[tuple[Contact, int, Outcome]]) -> set[str]:
+        if not items:
+            return set()
+        result = await self._contacts.bulk_write(
+            [
+                ReplaceOne({"_id": contact.id, "version": version}, contact_to_doc(contact, outcome))
+                for contact, version, outcome in items
+            ],
+            ordered=False,
+        )
+        lost: set[str] = set()
+        if result.matched_count != len(items):
+            # Someone else changed some of them first: those hold another change than ours.
+            written = await self._changes([contact.id for contact, _, _ in items])
+            lost = {
+                contact.id
+                for contact, _, outcome in items
+                if written.get(contact.id) != (contact.version, outcome.command_id)
+            }
+        gone = [contact for contact, _, _ in items if contact.is_deleted and contact.id not in lost]
+        if gone:
+            await self._list.bulk_write([DeleteOne({"_id": list_key(c)}) for c in gone], ordered=False)
+        return lost
+
+    async def _changes(self, contact_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """Each contact's version and the command that made it."""
+        fields = {"version": True, "last_outcome.command_id": True}
+        docs = await asyncio.gather(*(self._contacts.find_one({"_id": i}, fields) for i in contact_ids))
+        return {
+            d["_id"]: (d.get("version", 1), (d.get("last_outcome") or {}).get("command_id", ""))
+            for d in docs
+            if d is not None
+        }
+
+    async def _insert_entries(self, contacts: Sequence[Contact]) -> None:
+        await _insert_entries(self._list, contacts)
 
     async def list_active(
         self, *, customer_id: str, limit: int, after: tuple[datetime, str] | None
     ) -> list[Contact]:
-        query: Doc = {"customer_id": customer_id, "tm_delete": None}
-        if after is not None:
-            stamp, last_id = _ts(after[0]), after[1]
-            query["$or"] = [
-                {"tm_create": {"$lt": stamp}},
-                {"tm_create": stamp, "_id": {"$lt": last_id}},
-            ]
-        cursor = self._contacts.find(
-            query,
-            {"last_outcome": False},
-            sort=[("tm_create", DESCENDING), ("_id", DESCENDING)],
-            limit=limit,
-        )
-        return [contact_from_doc(doc) async for doc in cursor]
+        prefix = _list_prefix(customer_id)
+        upper = f"{prefix}{_ts(after[0])}|{after[1]}" if after else prefix[:-1] + _PAST_PREFIX
+        page: list[Contact] = []
+        while len(page) < limit:
+            wanted = limit - len(page)
+            cursor = self._list.find(
+                {"_id": {"$gt": prefix, "$lt": upper}}, sort=[("_id", DESCENDING)], limit=wanted
+            )
+            keys = [entry["_id"] async for entry in cursor]
+            if not keys:
+                break
+            upper = keys[-1]
+            listed = [key.split("|") for key in keys]
+            found = await self.read_many(customer_id=customer_id, contact_ids=[i for _, _, i in listed])
+            for _, stamp, contact_id in listed:
+                contact = found.get(contact_id)
+                if contact is not None and not contact.is_deleted and _ts(contact.tm_create) == stamp:
+                    page.append(contact)
+            if len(keys) < wanted:
+                break
+        return page
+
+
+async def _insert_entries(listing: AsyncCollection[Doc], contacts: Sequence[Contact]) -> None:
+    entries = [{"_id": list_key(c), "contact_id": c.id} for c in contacts]
+    if not entries:
+        return
+    try:
+        await listing.insert_many(entries, ordered=False)
+    except BulkWriteError as exc:
+        _duplicates(exc, [e["_id"] for e in entries])  # written by an earlier delivery: fine
+
+
+def _list_prefix(customer_id: str) -> str:
+    # Hex keeps every key "plain" (printable ASCII, no JSON escapes: what the local store's range
+    # pushdown requires) and no customer's prefix is the start of another's ("|" is not hex).
+    return customer_id.encode().hex() + "|"
+
+
+_PAST_PREFIX = "}"  # sorts right after "|": the upper bound of a customer's whole range
+
+
+def list_key(contact: Contact) -> str:
+    """The listing entry's ``_id``: customer, creation time, contact id, so that descending
+    ``_id`` order is the list's order (newest first, then by id)."""
+    return f"{_list_prefix(contact.customer_id)}{_ts(contact.tm_create)}|{contact.id}"
 
 
 class MongoAddressBook:
@@ -336,16 +421,18 @@ class MongoAddressBook:
     async def release(
         self, *, customer_id: str, address: Address, contact_id: str, keep_free: bool = False
     ) -> None:
-        # Read, then write by _id alone (indexed everywhere). A takeover in between is impossible:
-        # a claim can only be taken over once stale for the grace period (seconds, not this gap).
-        key = self._id(customer_id, address)
-        doc = await self._claims.find_one({"_id": key})
-        if doc is None or doc["contact_id"] != contact_id:
-            return
-        if keep_free:
-            await self._claims.update_one({"_id": key}, {"$set": {"contact_id": FREE}})
-        else:
-            await self._claims.delete_one({"_id": key})
+        await self.release_many(customer_id=customer_id, released=[(address, contact_id, keep_free)])
+
+    async def release_many(self, *, customer_id: str, released: Sequence[tuple[Address, str, bool]]) -> None:
+        # One write each, filtered on the exact _id and the owner: atomic, and indexed on every store.
+        writes: list[DeleteOne | UpdateOne] = [
+            UpdateOne({"_id": self._id(customer_id, a), "contact_id": owner}, {"$set": {"contact_id": FREE}})
+            if keep_free
+            else DeleteOne({"_id": self._id(customer_id, a), "contact_id": owner})
+            for a, owner, keep_free in released
+        ]
+        if writes:
+            await self._claims.bulk_write(writes, ordered=False)
 
 
 class MongoCommandLog:
@@ -472,16 +559,6 @@ def _duplicates(exc: BulkWriteError, ids: list[Any]) -> set[Any]:
 
 INDEXES: dict[str, list[IndexModel]] = {
     CONTACTS: [
-        # List: newest first within a customer (MongoDB uses it; FerretDB scans, lists are not hot).
-        IndexModel(
-            [
-                ("customer_id", ASCENDING),
-                ("tm_delete", ASCENDING),
-                ("tm_create", DESCENDING),
-                ("_id", DESCENDING),
-            ],
-            name="customer_list",
-        ),
         IndexModel([("customer_id", ASCENDING), ("external_id", ASCENDING)], name="customer_external_id"),
         # Diagnostics and ad-hoc queries by E.164 / email; lookups go through the claims' _id.
         IndexModel(
@@ -493,11 +570,17 @@ INDEXES: dict[str, list[IndexModel]] = {
     ADDRESSES: [IndexModel([("contact_id", ASCENDING)], name="contact")],
     COMMAND_LOG: [],
     SYNC_STATE: [],
+    CONTACT_LIST: [],  # read by _id range alone
+    SCHEMA_MARKS: [],
 }
+
+_LISTED = "contact_list.v1"
+"""Mark of a database whose listing holds every active contact (written after the backfill)."""
 
 
 async def ensure_schema(db: AsyncDatabase[Doc]) -> None:
-    """Create collections and indexes; harmless to run again (same names, same keys)."""
+    """Create collections and indexes, and fill the listing of a database written before it
+    existed; harmless to run again (same names, same keys; the backfill runs until it is marked)."""
     existing = set(await db.list_collection_names())
     for name, indexes in INDEXES.items():
         if name not in existing:
@@ -512,6 +595,23 @@ async def ensure_schema(db: AsyncDatabase[Doc]) -> None:
         for index in indexes:
             if index.document["name"] not in present:
                 await db[name].create_indexes([index])
+    if await db[SCHEMA_MARKS].find_one({"_id": _LISTED}) is None:
+        await _backfill_listing(db)
+        with contextlib.suppress(DuplicateKeyError):
+            await db[SCHEMA_MARKS].insert_one({"_id": _LISTED, "tm_create": datetime.now(UTC)})
+
+
+async def _backfill_listing(db: AsyncDatabase[Doc]) -> None:
+    """One pass over the contacts (once per database): an entry for every active one."""
+    batch: list[Contact] = []
+    fields = {"_id": True, "customer_id": True, "tm_create": True, "tm_delete": True}
+    async for doc in db[CONTACTS].find({}, fields):
+        if doc.get("tm_delete") is None:
+            batch.append(Contact(doc["_id"], doc["customer_id"], "", _req_dt(doc["tm_create"])))
+        if len(batch) >= 1000:
+            await _insert_entries(db[CONTACT_LIST], batch)
+            batch.clear()
+    await _insert_entries(db[CONTACT_LIST], batch)
 
 
 def make_client(url: str, *, timeout_ms: int = 5000) -> AsyncMongoClient[Doc]:

@@ -27,7 +27,7 @@ from service.service_layer.commands import (
     created_event,
 )
 from service.service_layer.context import Services
-from service.service_layer.ports import JsonDict, Outcome
+from service.service_layer.ports import JsonDict, Outcome, StoredContact
 
 
 def validation_error(exc: ValidationError, *, prefix: str) -> Error:
@@ -396,24 +396,60 @@ async def upsert_by_external_id(
 
 
 async def bulk_delete_contacts(command: c.BulkDeleteContacts, svc: Services) -> Outcome:
-    events: list[JsonDict] = []
-    deleted, not_found = 0, []
+    """Soft-delete many contacts in a few round trips: read all, write all, release all.
+
+    Each contact is deleted like one command whose id is ``<command_id>#<contact_id>``; the few
+    that changed meanwhile (compare-and-set lost) are deleted one by one.
+    """
     customer_id = command.customer_id
-    for contact_id in dict.fromkeys(command.contact_ids):
-        item_events = await delete_by_id(
+    contact_ids = list(dict.fromkeys(command.contact_ids))
+    item_ids = {i: f"{command.command_id}#{i}" for i in contact_ids}
+    stored = await svc.contacts.get_many(customer_id=customer_id, contact_ids=contact_ids)
+    done: dict[str, list[JsonDict] | None] = {}
+    writes: list[tuple[Contact, int, Outcome]] = []
+    released: list[tuple[Address, str, bool]] = []
+    for contact_id in contact_ids:
+        found = stored.get(contact_id)
+        if found is None or (found.contact.is_deleted and _last_command(found) != item_ids[contact_id]):
+            done[contact_id] = None
+        elif _last_command(found) == item_ids[contact_id]:
+            assert found.last_outcome is not None
+            done[contact_id] = found.last_outcome.events  # deleted by an earlier delivery
+        else:
+            contact, version = found.contact, found.contact.version
+            released += [(a, contact_id, a.kind == "external") for a in contact.addresses()]
+            events = _soft_delete(contact, origin=command, svc=svc)
+            writes.append(
+                (contact, version, Outcome(customer_id, item_ids[contact_id], command.type, {}, events))
+            )
+            done[contact_id] = events
+    lost = await svc.contacts.replace_many(items=writes)
+    await svc.addresses.release_many(
+        customer_id=customer_id, released=[r for r in released if r[1] not in lost]
+    )
+    for contact_id in sorted(lost, key=contact_ids.index):
+        done[contact_id] = await delete_by_id(
             origin=command,
             customer_id=customer_id,
             contact_id=contact_id,
-            item_command_id=f"{command.command_id}#{contact_id}",
+            item_command_id=item_ids[contact_id],
             svc=svc,
         )
-        if item_events is None:
-            not_found.append(contact_id)
-        else:
-            deleted += 1
-            events.extend(item_events)
-    reply = BulkDeleteReply(deleted=deleted, not_found=not_found)
+    events = [e for i in contact_ids for e in done[i] or []]
+    not_found = [i for i in contact_ids if done[i] is None]
+    reply = BulkDeleteReply(deleted=len(contact_ids) - len(not_found), not_found=not_found)
     return Outcome(customer_id, command.command_id, command.type, reply.model_dump(mode="json"), events)
+
+
+def _last_command(stored: StoredContact) -> str | None:
+    return None if stored.last_outcome is None else stored.last_outcome.command_id
+
+
+def _soft_delete(contact: Contact, *, origin: Origin, svc: Services) -> list[JsonDict]:
+    """Mark ``contact`` deleted (a new version); its deletion event."""
+    contact.delete(svc.clock.now())
+    contact.touch(svc.clock.now())
+    return [change_event(origin, contact, ["tm_delete"])]
 
 
 async def delete_by_id(
@@ -431,9 +467,7 @@ async def delete_by_id(
         if contact.is_deleted:
             return None
         before_version, before = contact.version, contact.addresses()
-        contact.delete(svc.clock.now())
-        contact.touch(svc.clock.now())
-        item_events = [change_event(origin, contact, ["tm_delete"])]
+        item_events = _soft_delete(contact, origin=origin, svc=svc)
         outcome = Outcome(customer_id, item_command_id, origin.type, {}, item_events)
         if await svc.contacts.replace(contact=contact, expected_version=before_version, outcome=outcome):
             await release_addresses(before, customer_id=customer_id, contact_id=contact_id, svc=svc)

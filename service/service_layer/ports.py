@@ -75,6 +75,10 @@ class ContactRepository(Protocol):
     async def replace(self, *, contact: Contact, expected_version: int, outcome: Outcome) -> bool:
         """Compare-and-set on the version: False when someone else changed the contact first."""
 
+    async def replace_many(self, *, items: Sequence[tuple[Contact, int, Outcome]]) -> set[str]:
+        """``replace`` of many (contact, expected version, outcome) in one round trip; returns the
+        ids of those someone else changed first (not written)."""
+
     async def list_active(
         self, *, customer_id: str, limit: int, after: tuple[datetime, str] | None
     ) -> list[Contact]:
@@ -109,6 +113,9 @@ class AddressBook(Protocol):
     ) -> None:
         """Drop the claim if ``contact_id`` still holds it; with ``keep_free``, keep it owned by
         no one (``FREE``) instead: free to take, and a sign the address was claimed before."""
+
+    async def release_many(self, *, customer_id: str, released: Sequence[tuple[Address, str, bool]]) -> None:
+        """``release`` of many (address, contact id, keep_free) in one round trip."""
 
 
 class CommandLog(Protocol):

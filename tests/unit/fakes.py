@@ -72,6 +72,13 @@ class FakeContacts:
         self.rows[contact.id] = (copy.deepcopy(contact), outcome)
         return True
 
+    async def replace_many(self, *, items: Sequence[tuple[Contact, int, Outcome]]) -> set[str]:
+        return {
+            contact.id
+            for contact, version, outcome in items
+            if not await self.replace(contact=contact, expected_version=version, outcome=outcome)
+        }
+
     async def list_active(
         self, *, customer_id: str, limit: int, after: tuple[datetime, str] | None
     ) -> list[Contact]:
@@ -130,6 +137,12 @@ class FakeAddressBook:
                 self.claims[(customer_id, address)] = Claim(FREE, claim.claimed_at)
             else:
                 del self.claims[(customer_id, address)]
+
+    async def release_many(self, *, customer_id: str, released: Sequence[tuple[Address, str, bool]]) -> None:
+        for address, contact_id, keep_free in released:
+            await self.release(
+                customer_id=customer_id, address=address, contact_id=contact_id, keep_free=keep_free
+            )
 
 
 class FakeCommandLog:
