@@ -62,6 +62,14 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a lookup waits for the directory to catch up before reading the store.",
     )
+    kafka_max_poll_interval_ms: int = Field(
+        300_000,
+        ge=1_000,
+        description=(
+            "Kafka's max.poll.interval.ms for the command and CRM sync consumers. Work that runs "
+            "longer keeps polling with its partitions paused, so it never loses its group membership."
+        ),
+    )
     sync_batch_size: int = Field(
         500, ge=1, le=10000, description="CRM sync messages consumed and written per batch."
     )
@@ -87,6 +95,11 @@ class Settings(BaseSettings):
         if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"unknown region {value!r}: use an ISO 3166-1 alpha-2 code such as US or GB")
         return value.upper()
+
+    @property
+    def poll_while_busy_seconds(self) -> float:
+        """How often a consumer busy with long work polls (paused): well within the interval."""
+        return self.kafka_max_poll_interval_ms / 4000
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

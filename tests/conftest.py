@@ -118,8 +118,11 @@ def service_settings(endpoints: Endpoints, isolation: tuple[str, str]) -> "Setti
 
 
 @asynccontextmanager
-async def started(settings: "Settings", **build_options: Any) -> AsyncIterator["Application"]:
-    """Run the real service in-process; drop its database afterwards."""
+async def started(
+    settings: "Settings", *, drop_database: bool = True, **build_options: Any
+) -> AsyncIterator["Application"]:
+    """Run the real service in-process; drop its database afterwards (unless another instance
+    started with the same settings does that)."""
     from service.bootstrap import build
 
     application = build(settings, **build_options)
@@ -127,7 +130,8 @@ async def started(settings: "Settings", **build_options: Any) -> AsyncIterator["
     try:
         yield application
     finally:
-        await application.mongo.drop_database(settings.mongodb_database)
+        if drop_database:
+            await application.mongo.drop_database(settings.mongodb_database)
         await application.app.stop()
 
 

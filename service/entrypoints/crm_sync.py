@@ -19,6 +19,7 @@ from service.entrypoints.messaging import (
     raw_records,
     tolerant_batch_parser,
 )
+from service.entrypoints.polling import keep_polling
 from service.service_layer.context import Services
 from service.service_layer.sync import SyncMessage, apply_sync_batch
 
@@ -32,9 +33,10 @@ def build_router(
     counters: Counters,
     router: KafkaRouter,
 ) -> None:
-    @router.subscriber(
+    subscriber = router.subscriber(
         settings.topic(topics.CRM_SYNC),
         batch=True,
+        max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
         max_records=settings.sync_batch_size,
         group_id=f"{settings.consumer_group}.crm-sync",
         auto_offset_reset="earliest",
@@ -51,7 +53,13 @@ def build_router(
             "go to the dead-letter topic. Offsets are committed after the store writes and events."
         ),
     )
+
+    @subscriber
     async def on_sync(records: list[Any]) -> None:
+        async with keep_polling(subscriber.consumer, every=settings.poll_while_busy_seconds):
+            await _apply(records)
+
+    async def _apply(records: list[Any]) -> None:
         parsed: dict[int, SyncMessage] = {}
         for position, record in enumerate(records):
             try:

@@ -1,0 +1,87 @@
+"""Long work keeps its consumer in the group: a bulk that takes several times Kafka's max poll
+interval (a slow store) is applied once and answered once, never handed to another consumer."""
+
+import asyncio
+import dataclasses
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from contracts import commands as c
+from contracts.client import ContactClient
+from service.domain.model import Contact
+from service.service_layer.context import Services
+from service.service_layer.ports import CommandLog, ContactRepository, LoggedOutcome, Outcome
+from tests.conftest import Endpoints, service_settings, started
+
+pytestmark = pytest.mark.integration
+
+POLL_INTERVAL_MS = 2_000
+CUSTOMER = "cust-slow-store"
+
+
+class SlowContacts:
+    """The real repository, bulk writes one at a time and each delayed: a store under heavy load."""
+
+    def __init__(self, inner: ContactRepository, delay: float) -> None:
+        self.inner, self.delay, self.one_at_a_time = inner, delay, asyncio.Lock()
+
+    async def insert_many(self, *, items: Sequence[tuple[Contact, Outcome]]) -> set[str]:
+        async with self.one_at_a_time:
+            await asyncio.sleep(self.delay)
+            return await self.inner.insert_many(items=items)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class CountingLog:
+    """The real command log, counting how often each command is looked up (once per delivery)."""
+
+    def __init__(self, inner: CommandLog, lookups: Counter[str]) -> None:
+        self.inner, self.lookups = inner, lookups
+
+    async def get(self, *, customer_id: str, command_id: str) -> LoggedOutcome | None:
+        self.lookups[command_id] += 1
+        return await self.inner.get(customer_id=customer_id, command_id=command_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_bulk_taking_several_poll_intervals_is_applied_and_answered_once(
+    endpoints: Endpoints, isolation: tuple[str, str], client: ContactClient
+) -> None:
+    settings = service_settings(endpoints, isolation).model_copy(
+        update={"kafka_max_poll_interval_ms": POLL_INTERVAL_MS}
+    )
+    lookups = Counter[str]()  # shared by both instances: a redelivery to either one counts
+
+    def adapt(services: Services) -> Services:
+        slow = SlowContacts(services.contacts, delay=1.5)  # 4 chunks of 250: 6 s, 3 intervals
+        counting = CountingLog(services.log, lookups)
+        return dataclasses.replace(services, contacts=slow, log=counting)  # type: ignore[arg-type]
+
+    # Two instances in one group: one that left the group would hand its partition to the other.
+    async with started(settings, adapt=adapt), started(settings, adapt=adapt, drop_database=False):
+        bulk = c.BulkCreateContacts(
+            command_id=str(uuid.uuid4()),
+            customer_id=CUSTOMER,
+            contacts=[{"first_name": f"Caller {i}"} for i in range(1000)],
+        )
+        started_at = asyncio.get_running_loop().time()
+        reply = await client.bulk_create(bulk, timeout=60)
+        took = asyncio.get_running_loop().time() - started_at
+        follow_up = c.CreateContact.model_validate(
+            {"command_id": str(uuid.uuid4()), "customer_id": CUSTOMER, "contact": {"first_name": "Next"}}
+        )
+        assert (await client.command(follow_up, timeout=30)).ok
+        await asyncio.sleep(3 * POLL_INTERVAL_MS / 1000)  # time for a redelivery, had there been one
+
+    assert reply.created == 1000
+    assert took > 2 * POLL_INTERVAL_MS / 1000  # it really outlasted the interval
+    assert lookups[bulk.command_id] == 1, "the bulk was delivered again"
+    assert lookups[follow_up.command_id] == 1
