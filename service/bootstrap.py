@@ -154,10 +154,19 @@ def build(
         backoff_max=settings.retry_backoff_max_seconds,
         max_attempts=settings.max_delivery_attempts,
     )
-    for module in (commands, queries):
-        module_router = KafkaRouter(middlewares=[policy], parser=tolerant_parser)
-        module.build_router(settings=settings, svc=services, replier=replier, router=module_router)
-        router.include_router(module_router)
+    command_router = KafkaRouter(middlewares=[policy])
+    command_batches = commands.Commands(
+        svc=services,
+        replier=replier,
+        dead_letters=dead_letters,
+        max_attempts=settings.max_delivery_attempts,
+        backoff_max=settings.retry_backoff_max_seconds,
+    )
+    commands.build_router(settings=settings, commands=command_batches, replier=replier, router=command_router)
+    router.include_router(command_router)
+    query_router = KafkaRouter(middlewares=[policy], parser=tolerant_parser)
+    queries.build_router(settings=settings, svc=services, replier=replier, router=query_router)
+    router.include_router(query_router)
     answers = lookups.Answers(
         limit=settings.lookup_workers, svc=services, replier=replier, dead_letters=dead_letters
     )

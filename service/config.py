@@ -62,6 +62,15 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a lookup waits for the directory to catch up before reading the store.",
     )
+    command_batch_size: int = Field(
+        100,
+        ge=1,
+        le=10000,
+        description=(
+            "Commands taken per poll and applied as one batch: their reads done together, their "
+            "events published and log entries written together."
+        ),
+    )
     kafka_max_poll_interval_ms: int = Field(
         300_000,
         ge=1_000,

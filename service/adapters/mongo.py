@@ -462,6 +462,22 @@ class MongoCommandLog:
             upsert=True,
         )
 
+    async def record_many(self, *, outcomes: Sequence[Outcome], published: bool) -> None:
+        now = datetime.now(UTC)
+        docs = [
+            {
+                "_id": _key(o.customer_id, o.command_id),
+                **_compact_events(outcome_to_doc(o)),
+                "tm_create": now,
+                "published": published,
+            }
+            for o in outcomes
+        ]
+        try:
+            await self._log.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            _duplicates(exc, [d["_id"] for d in docs])  # recorded before: the first record stands
+
     async def mark_published(self, *, customer_id: str, command_id: str) -> None:
         with contextlib.suppress(DuplicateKeyError):
             await self._log.insert_one(

@@ -1,37 +1,136 @@
-"""Contact commands: apply once, then reply (if asked). The offset is committed after both."""
+"""Contact commands, in batches: applied in order, then made durable and announced together, then
+answered (if asked). The batch's offsets are committed after all of that."""
 
+import asyncio
+import logging
+from typing import Annotated, Any
+
+from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaRouter
 from faststream.middlewares import AckPolicy
+from pydantic import ValidationError, WithJsonSchema
 
 from contracts import topics
-from contracts.commands import ContactCommand
+from contracts.commands import COMMAND_ADAPTER, ContactCommand
+from contracts.errors import Error, ErrorCode
 from service.config import Settings
-from service.entrypoints.messaging import Replier, current_record
+from service.entrypoints.messaging import (
+    DeadLetters,
+    Replier,
+    input_error,
+    is_transient,
+    one_record_schema,
+    poll_again_at_once,
+    raw_records,
+    reject,
+    tolerant_batch_parser,
+)
 from service.entrypoints.polling import keep_polling
+from service.service_layer.batch import CommandBatch
 from service.service_layer.context import Services
-from service.service_layer.handlers import handle_command
+from service.service_layer.ports import JsonDict
+
+log = logging.getLogger("contact_service.commands")
+
+Records = Annotated[list[Any], WithJsonSchema(one_record_schema(COMMAND_ADAPTER))]
+"""A batch's raw records, each parsed on its own; documented as what one record carries."""
+Answered = list[tuple[ConsumerRecord[Any, Any], JsonDict]]
 
 
-def build_router(*, settings: Settings, svc: Services, replier: Replier, router: KafkaRouter) -> None:
+class Commands:
+    """Applies a batch of command records; bad ones are rejected alone, failing ones retried alone."""
+
+    def __init__(
+        self,
+        *,
+        svc: Services,
+        replier: Replier,
+        dead_letters: DeadLetters,
+        max_attempts: int,
+        backoff_max: float,
+    ) -> None:
+        self._svc, self._replier, self._dead_letters = svc, replier, dead_letters
+        self._max_attempts, self._backoff_max = max_attempts, backoff_max
+
+    async def apply(self, records: list[ConsumerRecord[Any, Any]]) -> Answered:
+        """Apply the batch; the replies to send, once everything is durable and announced."""
+        parsed: list[tuple[ConsumerRecord[Any, Any], ContactCommand]] = []
+        for record in records:
+            try:
+                parsed.append((record, COMMAND_ADAPTER.validate_json(record.value or b"")))
+            except ValidationError as exc:
+                await self._reject(record, exc)
+        batch = CommandBatch(self._svc)
+        await batch.prefetch([command for _, command in parsed])
+        answered: Answered = []
+        try:
+            for record, command in parsed:
+                reply = await self._apply_one(batch, record, command)
+                if reply is not None:
+                    answered.append((record, reply))
+        finally:
+            await batch.flush()  # what was applied is announced and logged, even when a later one fails
+        return answered
+
+    async def _apply_one(
+        self, batch: CommandBatch, record: ConsumerRecord[Any, Any], command: ContactCommand
+    ) -> JsonDict | None:
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                return await batch.apply(command)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise  # the store or broker is away: the batch is retried from this command on
+                if input_error(exc) is not None:
+                    await self._reject(record, exc)
+                    return None
+                if attempt == self._max_attempts:
+                    log.exception("giving up on %s[%s]@%s", record.topic, record.partition, record.offset)
+                    failure = Error(
+                        code=ErrorCode.PROCESSING_FAILED, message=f"could not be applied: {exc!r}"
+                    )
+                    await self._dead_letters.send(record, failure)
+                    return None
+                delay = min(self._backoff_max, 0.1 * 2**attempt)
+                log.warning(
+                    "attempt %d of command %s failed (%r); again in %.1fs",
+                    attempt,
+                    command.command_id,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        return None
+
+    async def _reject(self, record: ConsumerRecord[Any, Any], exc: Exception) -> None:
+        error = input_error(exc) or Error(code=ErrorCode.INVALID_ARGUMENT, message=str(exc))
+        await reject(record, error, replier=self._replier, dead_letters=self._dead_letters)
+
+
+def build_router(*, settings: Settings, commands: Commands, replier: Replier, router: KafkaRouter) -> None:
     subscriber = router.subscriber(
         settings.topic(topics.COMMANDS),
+        batch=True,
+        max_records=settings.command_batch_size,
         group_id=f"{settings.consumer_group}.commands",
         max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=tolerant_batch_parser,
+        decoder=raw_records,
         no_reply=True,
         title="contact-commands",
         description=(
             "Create, update and soft-delete contacts; add, update and remove their phone numbers, "
             "emails and tags; bulk create and delete. Keyed by customer_id. Each command is applied "
             "once per command_id (redeliveries and replays answer the first outcome). A reply "
-            "(ContactReply, BulkCreateReply or BulkDeleteReply) is sent when reply_to is set."
+            "(ContactReply, BulkCreateReply or BulkDeleteReply) is sent when reply_to is set, once "
+            "the change is stored and its events are published. Consumed in batches, applied in order."
         ),
     )
 
-    @subscriber
-    async def on_command(command: ContactCommand) -> None:
-        record = current_record()
+    @poll_again_at_once(subscriber)
+    async def on_commands(records: Records) -> None:
         async with keep_polling(subscriber.consumer, every=settings.poll_while_busy_seconds):
-            reply = await handle_command(command, svc=svc)
-        await replier.reply(record, reply)
+            answered = await commands.apply(records)
+        await asyncio.gather(*(replier.reply(record, reply) for record, reply in answered))

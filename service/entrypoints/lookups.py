@@ -19,6 +19,7 @@ from service.entrypoints.messaging import (
     Replier,
     input_error,
     is_transient,
+    one_record_schema,
     poll_again_at_once,
     raw_records,
     reject,
@@ -30,19 +31,7 @@ from service.service_layer.context import Services
 log = logging.getLogger("contact_service.lookups")
 
 
-def _inline(schema: Any, defs: dict[str, Any]) -> Any:
-    """``schema`` with every ``$ref`` into ``defs`` replaced by what it names."""
-    if isinstance(schema, dict):
-        if "$ref" in schema:
-            return _inline(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
-        return {k: _inline(v, defs) for k, v in schema.items() if k != "$defs"}
-    if isinstance(schema, list):
-        return [_inline(v, defs) for v in schema]
-    return schema
-
-
-_LOOKUP_SCHEMA = q.LOOKUP_ADAPTER.json_schema()
-Records = Annotated[list[Any], WithJsonSchema(_inline(_LOOKUP_SCHEMA, _LOOKUP_SCHEMA["$defs"]))]
+Records = Annotated[list[Any], WithJsonSchema(one_record_schema(q.LOOKUP_ADAPTER))]
 """A batch's raw records, each parsed on its own; documented as what one record carries."""
 
 

@@ -26,7 +26,7 @@ from fast_depends.exceptions import ValidationError as ArgumentsError
 from faststream import BaseMiddleware
 from faststream.kafka.publisher.usecase import DefaultPublisher as KafkaPublisher
 from faststream.kafka.subscriber.usecase import BatchSubscriber
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from contracts import headers as h
@@ -93,6 +93,24 @@ async def tolerant_batch_parser(
 async def raw_records(message: Any, original: Callable[..., Awaitable[Any]]) -> Any:
     """No decoding: the handler parses each record itself, so one bad record cannot sink a batch."""
     return list(message.raw_message)
+
+
+def one_record_schema(adapter: TypeAdapter[Any]) -> dict[str, Any]:
+    """The JSON schema of what one record of a batch carries, with its definitions inlined."""
+    schema = adapter.json_schema()
+    inlined: dict[str, Any] = _inline(schema, schema.get("$defs", {}))
+    return inlined
+
+
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    """``schema`` with every ``$ref`` into ``defs`` replaced by what it names."""
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return _inline(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
+        return {k: _inline(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline(v, defs) for v in schema]
+    return schema
 
 
 def poll_again_at_once(subscriber: BatchSubscriber) -> BatchSubscriber:

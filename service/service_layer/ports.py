@@ -124,6 +124,9 @@ class CommandLog(Protocol):
     async def record(self, *, outcome: Outcome) -> None:
         """Idempotent: recording the same outcome twice is harmless."""
 
+    async def record_many(self, *, outcomes: Sequence[Outcome], published: bool) -> None:
+        """``record`` of many in one round trip; ``published``: their events are out already."""
+
     async def mark_published(self, *, customer_id: str, command_id: str) -> None: ...
 
 

@@ -155,6 +155,11 @@ class FakeCommandLog:
     async def record(self, *, outcome: Outcome) -> None:
         self.entries.setdefault((outcome.customer_id, outcome.command_id), LoggedOutcome(outcome, False))
 
+    async def record_many(self, *, outcomes: Sequence[Outcome], published: bool) -> None:
+        for outcome in outcomes:
+            key = (outcome.customer_id, outcome.command_id)
+            self.entries.setdefault(key, LoggedOutcome(outcome, published))
+
     async def mark_published(self, *, customer_id: str, command_id: str) -> None:
         entry = self.entries[(customer_id, command_id)]
         self.entries[(customer_id, command_id)] = LoggedOutcome(entry.outcome, True)

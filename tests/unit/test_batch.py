@@ -1,0 +1,143 @@
+"""Commands in batches (service_layer.batch) against fakes: same replies as one by one, one event
+publish and one log write per flush, a contact changed at most once between flushes, and what a
+failure half-way leaves behind."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from contracts import commands as c
+from service.service_layer.batch import CommandBatch
+from service.service_layer.handlers import handle_command
+from service.service_layer.ports import JsonDict, Outcome
+from tests.unit.fakes import FakeCommandLog, FakeContacts, FakePublisher, make_services
+
+CUST = "cust-batch"
+
+
+class CallLog:
+    """Which port calls happened, in order (shared by the recording fakes below)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+
+class RecordingContacts(FakeContacts):
+    def __init__(self, calls: CallLog) -> None:
+        super().__init__()
+        self.calls = calls
+
+    async def replace(self, *, contact: Any, expected_version: int, outcome: Outcome) -> bool:
+        self.calls.calls.append(f"replace {outcome.command_id}")
+        return await super().replace(contact=contact, expected_version=expected_version, outcome=outcome)
+
+
+class RecordingLog(FakeCommandLog):
+    def __init__(self, calls: CallLog) -> None:
+        super().__init__()
+        self.calls = calls
+
+    async def record_many(self, *, outcomes: Sequence[Outcome], published: bool) -> None:
+        self.calls.calls.append("log " + ",".join(o.command_id for o in outcomes))
+        await super().record_many(outcomes=outcomes, published=published)
+
+
+class RecordingPublisher(FakePublisher):
+    def __init__(self, calls: CallLog) -> None:
+        super().__init__()
+        self.calls = calls
+
+    async def publish(self, *, events: Sequence[JsonDict]) -> None:
+        self.calls.calls.append(f"publish {len(events)}")
+        await super().publish(events=events)
+
+
+def recording_services() -> tuple[Any, CallLog]:
+    calls = CallLog()
+    svc = make_services(
+        contacts=RecordingContacts(calls), log=RecordingLog(calls), events=RecordingPublisher(calls)
+    )
+    return svc, calls
+
+
+def create(n: int, phone: str | None = None) -> c.CreateContact:
+    contact: dict[str, Any] = {"first_name": f"C{n}"}
+    if phone:
+        contact["phone_numbers"] = [{"number": phone}]
+    return c.CreateContact.model_validate(
+        {"command_id": f"create-{n}", "customer_id": CUST, "contact": contact}
+    )
+
+
+def update(n: int, contact_id: str, name: str) -> c.UpdateContact:
+    return c.UpdateContact.model_validate(
+        {
+            "command_id": f"update-{n}",
+            "customer_id": CUST,
+            "contact_id": contact_id,
+            "changes": {"last_name": name},
+        }
+    )
+
+
+async def run_batch(svc: Any, commands: Sequence[c.ContactCommand]) -> list[JsonDict]:
+    batch = CommandBatch(svc)
+    await batch.prefetch(commands)
+    replies = [await batch.apply(command) for command in commands]
+    await batch.flush()
+    return replies
+
+
+async def test_a_batch_answers_as_one_by_one_with_one_publish_and_one_log_write() -> None:
+    one_by_one, _ = recording_services()
+    singly = [await handle_command(create(n), svc=one_by_one) for n in range(5)]
+    svc, calls = recording_services()
+    batched = await run_batch(svc, [create(n) for n in range(5)])
+    assert batched == singly
+    assert calls.calls == ["publish 5", "log " + ",".join(f"create-{n}" for n in range(5))]
+    assert svc.events.published == one_by_one.events.published
+
+
+async def test_a_second_change_to_a_contact_waits_for_the_first_to_be_logged() -> None:
+    svc, calls = recording_services()
+    created = await handle_command(create(0), svc=svc)
+    contact_id = created["result"]["id"]
+    calls.calls.clear()
+    replies = await run_batch(svc, [update(1, contact_id, "A"), update(2, contact_id, "B"), create(3)])
+    assert [r["result"]["last_name"] for r in replies[:2]] == ["A", "B"]
+    assert calls.calls == [
+        "replace update-1",
+        "publish 1",
+        "log update-1",  # flushed before the same contact changes again
+        "replace update-2",
+        "publish 2",
+        "log update-2,create-3",
+    ]
+
+
+async def test_a_command_repeated_in_a_batch_is_applied_once_and_answered_the_same() -> None:
+    svc, _ = recording_services()
+    first, again = await run_batch(svc, [create(0, "+15551230000"), create(0, "+15551230000")])
+    assert first == again and first["ok"]
+    assert len(svc.contacts.rows) == 1
+    assert [e["type"] for e in svc.events.published] == ["contact.created"]
+
+
+async def test_after_a_failed_flush_a_redelivery_applies_nothing_twice() -> None:
+    svc, _ = recording_services()
+    commands = [create(n) for n in range(4)]
+    batch = CommandBatch(svc)
+    await batch.prefetch(commands)
+    for command in commands[:2]:
+        await batch.apply(command)
+    svc.events.fail_next = 1  # the broker goes away at the flush
+    with pytest.raises(ConnectionError):
+        await batch.flush()
+    # Redelivery of the whole batch: the first two answer from what they stored, nothing twice.
+    replies = await run_batch(svc, commands)
+    assert all(r["ok"] for r in replies)
+    assert len(svc.contacts.rows) == 4
+    created = [e["contact_id"] for e in svc.events.published if e["type"] == "contact.created"]
+    assert sorted(set(created)) == sorted(created) and len(created) == 4
+    assert len(svc.log.entries) == 4 and all(e.published for e in svc.log.entries.values())
