@@ -6,6 +6,7 @@ bulk command re-applies nothing and answers every item as before.
 """
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,7 +19,7 @@ from contracts.replies import BulkCreateReply, BulkDeleteReply, BulkItemResult, 
 from service.domain.errors import AddressAlreadyExists, DomainError
 from service.domain.model import Address, Contact
 from service.service_layer import mapping
-from service.service_layer.addresses import claim_addresses, release_addresses, resolve
+from service.service_layer.addresses import claim_addresses, release_addresses
 from service.service_layer.commands import (
     ConcurrentChange,
     Origin,
@@ -27,7 +28,7 @@ from service.service_layer.commands import (
     created_event,
 )
 from service.service_layer.context import Services
-from service.service_layer.ports import JsonDict, Outcome, StoredContact
+from service.service_layer.ports import FREE, JsonDict, Outcome, StoredContact
 
 
 def validation_error(exc: ValidationError, *, prefix: str) -> Error:
@@ -178,7 +179,12 @@ async def create_many(
 
 
 async def upsert_each(customer_id: str, items: list[NewItem], *, out: ManyOutcome, svc: Services) -> None:
-    """Upsert items one by one, in order: update the contact holding the external id, or create."""
+    """Upsert items one by one, in order: update the contact holding the external id, or create.
+
+    The contacts holding the items' external ids are read together first; an item that loses a
+    race (someone changed its contact since) reads again.
+    """
+    known = await _holders(customer_id, items, svc=svc)
     for item in items:
         for _ in range(5):
             try:
@@ -190,6 +196,7 @@ async def upsert_each(customer_id: str, items: list[NewItem], *, out: ManyOutcom
                     prefix=item.prefix,
                     contact_input=item.contact_input,
                     svc=svc,
+                    holder=known.pop(item.position, None),
                 )
                 break
             except ConcurrentChange:
@@ -198,6 +205,31 @@ async def upsert_each(customer_id: str, items: list[NewItem], *, out: ManyOutcom
             raise ConcurrentChange(f"item {item.origin.command_id}")
         out.results[item.position] = result
         out.events += events
+
+
+Holder = tuple[StoredContact | None]
+"""The contact holding an item's external id as read before (None: none holds it)."""
+
+
+async def _holders(customer_id: str, items: list[NewItem], *, svc: Services) -> dict[int, Holder]:
+    """For each item with an external id, the contact that held it when read (point reads, together).
+
+    Not for an external id that several items share: the first of them may create its holder.
+    """
+    shared = Counter(i.contact_input.external_id for i in items)
+    externals = {
+        i.position: Address("external", i.contact_input.external_id)
+        for i in items
+        if i.contact_input.external_id and shared[i.contact_input.external_id] == 1
+    }
+    claims = await svc.addresses.owners(customer_id=customer_id, addresses=list(externals.values()))
+    owners = {c.contact_id for c in claims.values() if c.contact_id != FREE}
+    stored = await svc.contacts.get_many(customer_id=customer_id, contact_ids=sorted(owners))
+    held: dict[int, Holder] = {}
+    for position, address in externals.items():
+        claim = claims.get(address)
+        held[position] = (stored.get(claim.contact_id) if claim is not None else None,)
+    return held
 
 
 @dataclass
@@ -306,16 +338,17 @@ async def upsert_by_external_id(
     prefix: str,
     contact_input: ContactInput,
     svc: Services,
+    holder: Holder | None = None,
 ) -> tuple[ItemResult, list[JsonDict]]:
-    """Create the contact, or make the active contact with its external_id look like it."""
+    """Create the contact, or make the active contact with its external_id look like it.
+
+    ``holder``: the contact that held the external id when read before (else it is read here).
+    """
     new_id = mapping.derived_id("contact", customer_id, item_command_id)
     status: Literal["created", "updated"]
-    target = None
-    if contact_input.external_id:
-        target = await resolve(
-            Address("external", contact_input.external_id), customer_id=customer_id, svc=svc
-        )
-    stored = await svc.contacts.get(customer_id=customer_id, contact_id=target.id if target else new_id)
+    stored = await _target(customer_id, contact_input.external_id, holder, svc=svc)
+    if stored is None:
+        stored = await svc.contacts.get(customer_id=customer_id, contact_id=new_id)
     if (
         stored is not None
         and stored.last_outcome is not None
@@ -393,6 +426,21 @@ async def upsert_by_external_id(
         before - contact.addresses(), customer_id=customer_id, contact_id=contact.id, svc=svc
     )
     return item, item_events
+
+
+async def _target(
+    customer_id: str, external_id: str, holder: Holder | None, *, svc: Services
+) -> StoredContact | None:
+    """The active contact holding ``external_id``, if any."""
+    if not external_id:
+        return None
+    if holder is None:
+        claim = await svc.addresses.owner(customer_id=customer_id, address=Address("external", external_id))
+        if claim is None or claim.contact_id == FREE:
+            return None
+        holder = (await svc.contacts.get(customer_id=customer_id, contact_id=claim.contact_id),)
+    (owner,) = holder
+    return owner if owner is not None and owner.contact.holds(Address("external", external_id)) else None
 
 
 async def bulk_delete_contacts(command: c.BulkDeleteContacts, svc: Services) -> Outcome:

@@ -307,3 +307,21 @@ async def test_claim_left_by_a_crashed_create_is_honoured_only_during_the_grace_
     assert blocked["error"]["code"] == "ADDRESS_ALREADY_EXISTS"
     clock.advance(31)
     assert (await handle_command(create("cmd-2"), svc=svc))["ok"]
+
+
+async def test_a_bulk_repeating_a_released_external_id_updates_the_contact_its_first_item_made() -> None:
+    svc = make_services()
+
+    def bulk(command_id: str, *names: str) -> c.BulkCreateContacts:
+        items = [{"first_name": n, "external_id": "crm-9"} for n in names]
+        return c.BulkCreateContacts(command_id=command_id, customer_id=CUST, contacts=items)
+
+    first = await handle_command(bulk("b-1", "Old"), svc=svc)
+    old_id = first["items"][0]["contact_id"]
+    await handle_command(c.DeleteContact(command_id="d-1", customer_id=CUST, contact_id=old_id), svc=svc)
+    again = await handle_command(bulk("b-2", "New", "Newer"), svc=svc)
+    assert [(i["status"], i["contact_id"] == again["items"][0]["contact_id"]) for i in again["items"]] == [
+        ("created", True),
+        ("updated", True),
+    ]
+    assert again["items"][0]["contact_id"] != old_id
