@@ -15,6 +15,7 @@ from contracts.commands import COMMAND_ADAPTER, ContactCommand
 from contracts.errors import Error, ErrorCode
 from service.config import Settings
 from service.entrypoints.messaging import (
+    REQUEST_FETCH_MAX_WAIT_MS,
     DeadLetters,
     Replier,
     input_error,
@@ -113,6 +114,7 @@ def build_router(*, settings: Settings, commands: Commands, replier: Replier, ro
         batch=True,
         max_records=settings.command_batch_size,
         group_id=f"{settings.consumer_group}.commands",
+        fetch_max_wait_ms=REQUEST_FETCH_MAX_WAIT_MS,
         max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,

@@ -7,7 +7,7 @@ from contracts import queries as q
 from contracts import topics
 from contracts.replies import ContactListReply, ContactReply
 from service.config import Settings
-from service.entrypoints.messaging import Replier, current_record
+from service.entrypoints.messaging import REQUEST_FETCH_MAX_WAIT_MS, Replier, current_record
 from service.service_layer import queries
 from service.service_layer.context import Services
 
@@ -16,6 +16,7 @@ def build_router(*, settings: Settings, svc: Services, replier: Replier, router:
     @router.subscriber(
         settings.topic(topics.QUERIES),
         group_id=f"{settings.consumer_group}.queries",
+        fetch_max_wait_ms=REQUEST_FETCH_MAX_WAIT_MS,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         no_reply=True,

@@ -15,13 +15,17 @@ second command's outcome only, and a redelivery would apply the first command ag
 import asyncio
 import dataclasses
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from contracts import commands as c
+from service.domain.model import Address
 from service.service_layer import mapping
 from service.service_layer.context import Services
 from service.service_layer.handlers import handle_command
 from service.service_layer.ports import (
+    AddressBook,
+    Claim,
     CommandLog,
     ContactRepository,
     JsonDict,
@@ -76,6 +80,65 @@ class _BufferedLog:
             self.to_mark.append((customer_id, command_id))  # logged earlier, published now
 
 
+Release = tuple[Address, str, bool]
+
+
+class _BufferedAddresses:
+    """The address book, releases held until the flush; an address about to be claimed or read
+    while its release is held has the held releases written first."""
+
+    def __init__(self, inner: AddressBook) -> None:
+        self.inner = inner
+        self.held: dict[str, list[Release]] = {}
+
+    async def release(
+        self, *, customer_id: str, address: Address, contact_id: str, keep_free: bool = False
+    ) -> None:
+        self.held.setdefault(customer_id, []).append((address, contact_id, keep_free))
+
+    async def release_many(self, *, customer_id: str, released: Sequence[Release]) -> None:
+        self.held.setdefault(customer_id, []).extend(released)
+
+    async def write(self) -> None:
+        held, self.held = self.held, {}
+        for customer_id, released in held.items():
+            await self.inner.release_many(customer_id=customer_id, released=released)
+
+    async def _before(self, customer_id: str, addresses: Sequence[Address]) -> None:
+        if any(r[0] in addresses for r in self.held.get(customer_id, ())):
+            await self.write()
+
+    async def owner(self, *, customer_id: str, address: Address) -> Claim | None:
+        await self._before(customer_id, [address])
+        return await self.inner.owner(customer_id=customer_id, address=address)
+
+    async def owners(self, *, customer_id: str, addresses: Sequence[Address]) -> dict[Address, Claim]:
+        await self._before(customer_id, addresses)
+        return await self.inner.owners(customer_id=customer_id, addresses=addresses)
+
+    async def claim(
+        self, *, customer_id: str, address: Address, contact_id: str, now: datetime
+    ) -> Claim | None:
+        await self._before(customer_id, [address])
+        return await self.inner.claim(
+            customer_id=customer_id, address=address, contact_id=contact_id, now=now
+        )
+
+    async def claim_many(
+        self, *, customer_id: str, wanted: Sequence[tuple[Address, str]], now: datetime
+    ) -> dict[Address, Claim]:
+        await self._before(customer_id, [a for a, _ in wanted])
+        return await self.inner.claim_many(customer_id=customer_id, wanted=wanted, now=now)
+
+    async def take_over(
+        self, *, customer_id: str, address: Address, stale: Claim, contact_id: str, now: datetime
+    ) -> bool:
+        await self._before(customer_id, [address])
+        return await self.inner.take_over(
+            customer_id=customer_id, address=address, stale=stale, contact_id=contact_id, now=now
+        )
+
+
 class _BufferedEvents:
     def __init__(self) -> None:
         self.events: list[JsonDict] = []
@@ -92,11 +155,13 @@ class CommandBatch:
         self._contacts = _PrefetchedContacts(svc.contacts)
         self._log = _BufferedLog(svc.log)
         self._events = _BufferedEvents()
+        self._addresses = _BufferedAddresses(svc.addresses)
         self._buffered = dataclasses.replace(
             svc,
             contacts=self._contacts,  # type: ignore[arg-type]
             log=self._log,  # type: ignore[arg-type]
             events=self._events,
+            addresses=self._addresses,
         )
         self._touched: set[str] = set()
 
@@ -134,12 +199,13 @@ class CommandBatch:
         return await handle_command(command, svc=self._buffered)
 
     async def flush(self) -> None:
-        """Publish the buffered events, then write the log entries (marked published)."""
+        """Publish the buffered events (and release the addresses given up), then write the log
+        entries, marked published."""
         events, to_record, to_mark = self._events.events, self._log.to_record, self._log.to_mark
         self._events.events, self._log.to_record, self._log.to_mark = [], [], []
         self._touched.clear()
-        if events:
-            await self._svc.events.publish(events=events)
+        publish = self._svc.events.publish(events=events) if events else asyncio.sleep(0)
+        await asyncio.gather(publish, self._addresses.write())
         if to_record:
             await self._svc.log.record_many(outcomes=to_record, published=True)
         for customer_id, command_id in to_mark:

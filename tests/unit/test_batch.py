@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from contracts import commands as c
+from service.domain.model import Address
 from service.service_layer.batch import CommandBatch
 from service.service_layer.handlers import handle_command
 from service.service_layer.ports import JsonDict, Outcome
@@ -141,3 +142,16 @@ async def test_after_a_failed_flush_a_redelivery_applies_nothing_twice() -> None
     created = [e["contact_id"] for e in svc.events.published if e["type"] == "contact.created"]
     assert sorted(set(created)) == sorted(created) and len(created) == 4
     assert len(svc.log.entries) == 4 and all(e.published for e in svc.log.entries.values())
+
+
+async def test_an_address_given_up_in_a_batch_can_be_taken_by_the_next_command_of_it() -> None:
+    svc, _ = recording_services()
+    owner = await handle_command(create(0, "+15551230001"), svc=svc)
+    phone_id = owner["result"]["phone_numbers"][0]["id"]
+    give_up = c.RemovePhoneNumber(
+        command_id="rm-1", customer_id=CUST, contact_id=owner["result"]["id"], phone_number_id=phone_id
+    )
+    removed, taken = await run_batch(svc, [give_up, create(1, "(555) 123-0001")])
+    assert removed["ok"] and taken["ok"], taken
+    claim = svc.addresses.claims[(CUST, Address("phone", "+15551230001"))]
+    assert claim.contact_id == taken["result"]["id"]
