@@ -27,7 +27,7 @@ from service.entrypoints.messaging import (
     tolerant_batch_parser,
 )
 from service.entrypoints.polling import keep_polling
-from service.service_layer.batch import CommandBatch
+from service.service_layer.batch import CommandBatch, Stopped
 from service.service_layer.context import Services
 from service.service_layer.ports import JsonDict
 
@@ -36,6 +36,8 @@ log = logging.getLogger("contact_service.commands")
 Records = Annotated[list[Any], WithJsonSchema(one_record_schema(COMMAND_ADAPTER))]
 """A batch's raw records, each parsed on its own; documented as what one record carries."""
 Answered = list[tuple[ConsumerRecord[Any, Any], JsonDict]]
+Parsed = tuple[ConsumerRecord[Any, Any], ContactCommand]
+Started = tuple[ConsumerRecord[Any, Any], ContactCommand, "asyncio.Task[JsonDict]"]
 
 
 class Commands:
@@ -55,52 +57,66 @@ class Commands:
 
     async def apply(self, records: list[ConsumerRecord[Any, Any]]) -> Answered:
         """Apply the batch; the replies to send, once everything is durable and announced."""
-        parsed: list[tuple[ConsumerRecord[Any, Any], ContactCommand]] = []
+        pending: list[Parsed] = []
         for record in records:
             try:
-                parsed.append((record, COMMAND_ADAPTER.validate_json(record.value or b"")))
+                pending.append((record, COMMAND_ADAPTER.validate_json(record.value or b"")))
             except ValidationError as exc:
                 await self._reject(record, exc)
-        batch = CommandBatch(self._svc)
-        await batch.prefetch([command for _, command in parsed])
         answered: Answered = []
-        try:
-            for record, command in parsed:
-                reply = await self._apply_one(batch, record, command)
+        while pending:
+            done, pending = await self._round(pending)
+            for record, command, task in done:
+                failure = task.exception()
+                reply = (
+                    task.result() if failure is None else await self._after_failure(record, command, failure)
+                )
                 if reply is not None:
                     answered.append((record, reply))
-        finally:
-            await batch.flush()  # what was applied is announced and logged, even when a later one fails
         return answered
 
-    async def _apply_one(
-        self, batch: CommandBatch, record: ConsumerRecord[Any, Any], command: ContactCommand
+    async def _round(self, commands: list[Parsed]) -> tuple[list[Started], list[Parsed]]:
+        """Start the commands in order until one fails; flush. The started ones, and the rest."""
+        batch = CommandBatch(self._svc)
+        await batch.prefetch([command for _, command in commands])
+        started: list[Started] = []
+        try:
+            for record, command in commands:
+                started.append((record, command, await batch.start(command)))
+        except Stopped:
+            pass
+        finally:
+            await batch.flush()  # what was applied is announced and logged, even when one failed
+        return started, commands[len(started) :]
+
+    async def _after_failure(
+        self, record: ConsumerRecord[Any, Any], command: ContactCommand, exc: BaseException
     ) -> JsonDict | None:
+        """The reply to a command that failed once, after retries; None when it was rejected or
+        dead-lettered. A store or broker outage is raised: the batch is delivered again."""
         for attempt in range(1, self._max_attempts + 1):
+            if is_transient(exc):
+                raise exc
+            if input_error(exc) is not None and isinstance(exc, Exception):
+                await self._reject(record, exc)
+                return None
+            if attempt == self._max_attempts:
+                break
+            delay = min(self._backoff_max, 0.1 * 2**attempt)
+            log.warning(
+                "attempt %d of %s failed (%r); again in %.1fs", attempt, command.command_id, exc, delay
+            )
+            await asyncio.sleep(delay)
+            batch = CommandBatch(self._svc)
             try:
-                return await batch.apply(command)
-            except Exception as exc:
-                if is_transient(exc):
-                    raise  # the store or broker is away: the batch is retried from this command on
-                if input_error(exc) is not None:
-                    await self._reject(record, exc)
-                    return None
-                if attempt == self._max_attempts:
-                    log.exception("giving up on %s[%s]@%s", record.topic, record.partition, record.offset)
-                    failure = Error(
-                        code=ErrorCode.PROCESSING_FAILED, message=f"could not be applied: {exc!r}"
-                    )
-                    await self._dead_letters.send(record, failure)
-                    return None
-                delay = min(self._backoff_max, 0.1 * 2**attempt)
-                log.warning(
-                    "attempt %d of command %s failed (%r); again in %.1fs",
-                    attempt,
-                    command.command_id,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+                reply = await batch.apply(command)
+                await batch.flush()
+                return reply
+            except Exception as again:
+                exc = again
+        log.error("giving up on %s[%s]@%s: %r", record.topic, record.partition, record.offset, exc)
+        failure = Error(code=ErrorCode.PROCESSING_FAILED, message=f"could not be applied: {exc!r}")
+        await self._dead_letters.send(record, failure)
         return None
 
     async def _reject(self, record: ConsumerRecord[Any, Any], exc: Exception) -> None:

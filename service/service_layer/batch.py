@@ -10,16 +10,25 @@ Only after the flush may the caller reply and commit.
 A contact is changed at most once between flushes: a second change to it flushes first. Were it
 changed twice before its log entries were written, a crash in between would leave it holding the
 second command's outcome only, and a redelivery would apply the first command again.
+
+Commands of one batch change different contacts, so their writes may overlap: a command starts
+while earlier ones are still writing, unless it claims an address (a phone number, an email, an
+external id) that an earlier one in flight claims too, or an earlier one in flight may give an
+address up; then it waits for those. So every command sees the addresses as it would have, one
+after another, and gets the same answer.
 """
 
 import asyncio
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from contracts import commands as c
+from service.domain.errors import DomainError
 from service.domain.model import Address
+from service.domain.normalize import normalize_email, normalize_phone
 from service.service_layer import mapping
 from service.service_layer.context import Services
 from service.service_layer.handlers import handle_command
@@ -147,6 +156,61 @@ class _BufferedEvents:
         self.events.extend(events)
 
 
+class Stopped(Exception):
+    """A command of the batch failed, so no later one starts (see ``CommandBatch.failed``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """The addresses a command may claim, and whether it may give any up."""
+
+    claims: frozenset[Address]
+    releases: bool
+
+    def waits_for(self, earlier: "Footprint") -> bool:
+        return bool(self.claims) and (earlier.releases or bool(self.claims & earlier.claims))
+
+
+def footprint(command: c.ContactCommand, *, default_region: str) -> Footprint:
+    """What ``command`` may claim or give up (a command whose input is invalid claims nothing)."""
+    try:
+        return _footprint(command, default_region=default_region)
+    except DomainError:
+        return Footprint(frozenset(), releases=False)
+
+
+def _footprint(command: c.ContactCommand, *, default_region: str) -> Footprint:
+    def phone(number: str, region: str | None) -> Address:
+        e164, _ = normalize_phone(number, region=region, default_region=default_region, field="")
+        return Address("phone", e164)
+
+    def email(address: str) -> Address:
+        return Address("email", normalize_email(address, field=""))
+
+    claims: set[Address] = set()
+    releases = isinstance(command, c.DeleteContact | c.RemovePhoneNumber | c.RemoveEmail)
+    if isinstance(command, c.CreateContact):
+        claims |= {phone(p.number, p.region) for p in command.contact.phone_numbers}
+        claims |= {email(e.address) for e in command.contact.emails}
+        if command.contact.external_id:
+            claims.add(Address("external", command.contact.external_id))
+    elif isinstance(command, c.UpdateContact) and "external_id" in command.changes.model_fields_set:
+        releases = True
+        if command.changes.external_id:
+            claims.add(Address("external", command.changes.external_id))
+    elif isinstance(command, c.AddPhoneNumber):
+        claims.add(phone(command.phone_number.number, command.phone_number.region))
+    elif isinstance(command, c.UpdatePhoneNumber) and command.changes.number is not None:
+        releases = True
+        claims.add(phone(command.changes.number, command.changes.region))
+    elif isinstance(command, c.AddEmail):
+        claims.add(email(command.email.address))
+    elif isinstance(command, c.UpdateEmail) and command.changes.address:
+        releases = True
+        claims.add(email(command.changes.address))
+    return Footprint(frozenset(claims), releases)
+
+
 class CommandBatch:
     """Applies commands in order; ``flush`` makes everything applied so far durable and announced."""
 
@@ -164,6 +228,9 @@ class CommandBatch:
             addresses=self._addresses,
         )
         self._touched: set[str] = set()
+        self._in_flight: list[tuple[asyncio.Task[JsonDict], Footprint]] = []
+        self.failed = False
+        """A started command failed: ``start`` refuses more (``Stopped``)."""
 
     async def prefetch(self, commands: Sequence[c.ContactCommand]) -> None:
         """Read every command's log entry and contact concurrently (point reads)."""
@@ -185,22 +252,47 @@ class CommandBatch:
         wanted = [t for _, t in targets if t is not None]
         self._contacts.prefetched.update(zip(wanted, stored, strict=True))
 
-    async def apply(self, command: c.ContactCommand) -> JsonDict:
-        """Apply ``command`` (answered from the log if seen before); its reply. Not yet durable."""
+    async def start(self, command: c.ContactCommand) -> "asyncio.Task[JsonDict]":
+        """Start applying ``command`` (answered from the log if seen before), once what it must
+        wait for is done; the task gives its reply. Not durable until ``flush``."""
         target = touches(command)
         if target is None or target in self._touched:
             await self.flush()
+        self._stop_after_a_failure()
         if target is None:  # a bulk command changes many contacts: alone between two flushes
             self._contacts.prefetched.clear()
-            reply = await handle_command(command, svc=self._buffered)
+            task = asyncio.create_task(handle_command(command, svc=self._buffered))
+            await asyncio.wait([task])
             await self.flush()
-            return reply
+            return task
         self._touched.add(target)
-        return await handle_command(command, svc=self._buffered)
+        mine = footprint(command, default_region=self._svc.default_region)
+        before = [task for task, theirs in self._in_flight if mine.waits_for(theirs)]
+        if before:
+            await asyncio.wait(before)
+        self._stop_after_a_failure()
+        task = asyncio.create_task(handle_command(command, svc=self._buffered))
+        self._in_flight.append((task, mine))
+        return task
+
+    def _stop_after_a_failure(self) -> None:
+        """No command starts after one has failed: it might depend on the failed one's effect."""
+        self.failed |= any(task.done() and task.exception() is not None for task, _ in self._in_flight)
+        if self.failed:
+            raise Stopped
+
+    async def apply(self, command: c.ContactCommand) -> JsonDict:
+        """``start`` and wait: the reply (or the command's exception)."""
+        return await (await self.start(command))
 
     async def flush(self) -> None:
-        """Publish the buffered events (and release the addresses given up), then write the log
-        entries, marked published."""
+        """Wait for the commands started; publish their events (and release the addresses given
+        up), then write their log entries, marked published. A command that failed leaves no trace
+        here: its task holds the exception."""
+        if self._in_flight:
+            await asyncio.wait([task for task, _ in self._in_flight])
+            self.failed |= any(task.exception() is not None for task, _ in self._in_flight)
+            self._in_flight.clear()
         events, to_record, to_mark = self._events.events, self._log.to_record, self._log.to_mark
         self._events.events, self._log.to_record, self._log.to_mark = [], [], []
         self._touched.clear()

@@ -250,10 +250,8 @@ async def bench_size(mongo: AsyncMongoClient[Doc], size: int, *, ops: int, laten
     prefix, database = f"bw{tag}.", f"bench_write_{tag}"
     db = mongo[database]
     per_op = ops + latency_ops
-    if size < per_op + ops:
-        raise SystemExit(
-            f"--sizes must be at least {per_op + ops} for --ops {ops} --latency-ops {latency_ops}"
-        )
+    if size < per_op:
+        raise SystemExit(f"--sizes must be at least {per_op} for --ops {ops} --latency-ops {latency_ops}")
     log(f"size {size}: loading")
     load_seconds = await load(db, size)
     service = Service(prefix, database, LOOKUP_DIRECTORY="false")

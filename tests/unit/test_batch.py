@@ -2,6 +2,7 @@
 publish and one log write per flush, a contact changed at most once between flushes, and what a
 failure half-way leaves behind."""
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 from contracts import commands as c
 from service.domain.model import Address
-from service.service_layer.batch import CommandBatch
+from service.service_layer.batch import CommandBatch, Stopped
 from service.service_layer.handlers import handle_command
 from service.service_layer.ports import JsonDict, Outcome
 from tests.unit.fakes import FakeCommandLog, FakeContacts, FakePublisher, make_services
@@ -83,11 +84,12 @@ def update(n: int, contact_id: str, name: str) -> c.UpdateContact:
 
 
 async def run_batch(svc: Any, commands: Sequence[c.ContactCommand]) -> list[JsonDict]:
+    """As the commands entrypoint runs a batch: start each in order, flush, then the replies."""
     batch = CommandBatch(svc)
     await batch.prefetch(commands)
-    replies = [await batch.apply(command) for command in commands]
+    tasks = [await batch.start(command) for command in commands]
     await batch.flush()
-    return replies
+    return [task.result() for task in tasks]
 
 
 async def test_a_batch_answers_as_one_by_one_with_one_publish_and_one_log_write() -> None:
@@ -155,3 +157,78 @@ async def test_an_address_given_up_in_a_batch_can_be_taken_by_the_next_command_o
     assert removed["ok"] and taken["ok"], taken
     claim = svc.addresses.claims[(CUST, Address("phone", "+15551230001"))]
     assert claim.contact_id == taken["result"]["id"]
+
+
+class SlowContacts(FakeContacts):
+    """Writes take 20 ms; counts how many are under way at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = self.most = 0
+
+    async def replace(self, *, contact: Any, expected_version: int, outcome: Outcome) -> bool:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        await asyncio.sleep(0.02)
+        self.now -= 1
+        return await super().replace(contact=contact, expected_version=expected_version, outcome=outcome)
+
+
+async def seeded(count: int) -> tuple[Any, list[str]]:
+    svc = make_services(contacts=SlowContacts())
+    ids = [
+        (await handle_command(create(n, f"+1555123{n:04d}"), svc=svc))["result"]["id"] for n in range(count)
+    ]
+    return svc, ids
+
+
+async def test_changes_to_different_contacts_overlap_their_writes() -> None:
+    svc, ids = await seeded(5)
+    replies = await run_batch(svc, [update(n, contact_id, f"L{n}") for n, contact_id in enumerate(ids)])
+    assert [r["result"]["last_name"] for r in replies] == [f"L{n}" for n in range(5)]
+    assert svc.contacts.most == 5
+
+
+async def test_a_command_claiming_an_address_waits_for_earlier_ones_that_may_give_one_up() -> None:
+    svc, ids = await seeded(2)
+    phone_id = svc.contacts.rows[ids[0]][0].phone_numbers[0].id
+    give_up = c.RemovePhoneNumber(
+        command_id="rm", customer_id=CUST, contact_id=ids[0], phone_number_id=phone_id
+    )
+    take = c.AddPhoneNumber.model_validate(
+        {
+            "command_id": "add",
+            "customer_id": CUST,
+            "contact_id": ids[1],
+            "phone_number": {"number": "+15551230000"},
+        }
+    )
+    removed, taken = await run_batch(svc, [give_up, take])
+    assert removed["ok"] and taken["ok"], taken
+    assert svc.contacts.most == 1
+
+
+class BrokenRow(SlowContacts):
+    """One contact's row cannot be read (a bug, not an outage)."""
+
+    broken = ""
+
+    async def get(self, *, customer_id: str, contact_id: str) -> Any:
+        if contact_id == self.broken:
+            raise RuntimeError("corrupt row")
+        return await super().get(customer_id=customer_id, contact_id=contact_id)
+
+
+async def test_no_command_starts_after_one_failed() -> None:
+    contacts = BrokenRow()
+    svc = make_services(contacts=contacts)
+    ids = [(await handle_command(create(n), svc=svc))["result"]["id"] for n in range(2)]
+    contacts.broken = ids[0]
+    batch = CommandBatch(svc)
+    failing = await batch.start(update(1, ids[0], "x"))
+    await asyncio.wait([failing])
+    with pytest.raises(Stopped):
+        await batch.start(update(2, ids[1], "y"))
+    await batch.flush()
+    assert batch.failed and isinstance(failing.exception(), RuntimeError)
+    assert contacts.rows[ids[1]][0].last_name == ""  # the later command never ran
