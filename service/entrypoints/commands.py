@@ -78,7 +78,7 @@ class Commands:
     async def _round(self, commands: list[Parsed]) -> tuple[list[Started], list[Parsed]]:
         """Start the commands in order until one fails; flush. The started ones, and the rest."""
         batch = CommandBatch(self._svc)
-        await batch.prefetch([command for _, command in commands])
+        batch.prefetch([command for _, command in commands])
         started: list[Started] = []
         try:
             for record, command in commands:

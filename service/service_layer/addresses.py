@@ -11,11 +11,13 @@ contact whose external id claim is taken fresh needs no read of what was applied
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 from service.domain.errors import AddressAlreadyExists
 from service.domain.model import Address, Contact
 from service.service_layer.context import Services
-from service.service_layer.ports import FREE, Claim
+from service.service_layer.ports import FREE, AddressBook, Claim
 
 
 async def claim_addresses(
@@ -94,3 +96,76 @@ async def resolve(address: Address, *, customer_id: str, svc: Services) -> Conta
     if owner is None or not owner.holds(address):
         return None
     return owner
+
+
+Release = tuple[Address, str, bool]
+
+
+class HeldReleases:
+    """The address book with releases held back and written together (``write``): one bulk write
+    for a batch instead of one per address. An address claimed or read while its release is held
+    has the held releases written first, so it is seen as one after another would see it."""
+
+    def __init__(self, inner: AddressBook) -> None:
+        self.inner = inner
+        self.held: dict[str, list[Release]] = {}
+
+    async def release(
+        self, *, customer_id: str, address: Address, contact_id: str, keep_free: bool = False
+    ) -> None:
+        self.held.setdefault(customer_id, []).append((address, contact_id, keep_free))
+
+    async def release_many(self, *, customer_id: str, released: Sequence[Release]) -> None:
+        self.held.setdefault(customer_id, []).extend(released)
+
+    async def write(self) -> None:
+        held, self.held = self.held, {}
+        for customer_id, released in held.items():
+            await self.inner.release_many(customer_id=customer_id, released=released)
+
+    async def _before(self, customer_id: str, addresses: Sequence[Address]) -> None:
+        if any(r[0] in addresses for r in self.held.get(customer_id, ())):
+            await self.write()
+
+    async def owner(self, *, customer_id: str, address: Address) -> Claim | None:
+        await self._before(customer_id, [address])
+        return await self.inner.owner(customer_id=customer_id, address=address)
+
+    async def owners(self, *, customer_id: str, addresses: Sequence[Address]) -> dict[Address, Claim]:
+        await self._before(customer_id, addresses)
+        return await self.inner.owners(customer_id=customer_id, addresses=addresses)
+
+    async def claim(
+        self, *, customer_id: str, address: Address, contact_id: str, now: datetime
+    ) -> Claim | None:
+        await self._before(customer_id, [address])
+        return await self.inner.claim(
+            customer_id=customer_id, address=address, contact_id=contact_id, now=now
+        )
+
+    async def claim_many(
+        self, *, customer_id: str, wanted: Sequence[tuple[Address, str]], now: datetime
+    ) -> dict[Address, Claim]:
+        await self._before(customer_id, [a for a, _ in wanted])
+        return await self.inner.claim_many(customer_id=customer_id, wanted=wanted, now=now)
+
+    async def take_over(
+        self, *, customer_id: str, address: Address, stale: Claim, contact_id: str, now: datetime
+    ) -> bool:
+        await self._before(customer_id, [address])
+        return await self.inner.take_over(
+            customer_id=customer_id, address=address, stale=stale, contact_id=contact_id, now=now
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """The addresses a change may claim, and whether it may give any up: two changes of different
+    contacts may run at once unless the later one claims what the earlier one claims too, or the
+    earlier one may give up an address (the later one might want it)."""
+
+    claims: frozenset[Address]
+    releases: bool
+
+    def waits_for(self, earlier: "Footprint") -> bool:
+        return bool(self.claims) and (earlier.releases or bool(self.claims & earlier.claims))

@@ -20,21 +20,18 @@ after another, and gets the same answer.
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
 from contracts import commands as c
 from service.domain.errors import DomainError
 from service.domain.model import Address
 from service.domain.normalize import normalize_email, normalize_phone
 from service.service_layer import mapping
+from service.service_layer.addresses import Footprint, HeldReleases
 from service.service_layer.context import Services
 from service.service_layer.handlers import handle_command
 from service.service_layer.ports import (
-    AddressBook,
-    Claim,
     CommandLog,
     ContactRepository,
     JsonDict,
@@ -44,18 +41,19 @@ from service.service_layer.ports import (
 )
 
 Key = tuple[str, str]
+T = TypeVar("T")
 
 
 class _PrefetchedContacts:
-    """The contact repository, answering each prefetched contact's first ``get`` from memory."""
+    """The contact repository, answering each prefetched contact's first ``get`` from its read."""
 
     def __init__(self, inner: ContactRepository) -> None:
         self.inner = inner
-        self.prefetched: dict[str, StoredContact | None] = {}
+        self.prefetched: dict[str, asyncio.Task[StoredContact | None]] = {}
 
     async def get(self, *, customer_id: str, contact_id: str) -> StoredContact | None:
         if contact_id in self.prefetched:
-            found = self.prefetched.pop(contact_id)  # once: a retry after a lost race reads again
+            found = await self.prefetched.pop(contact_id)  # once: a retry after a lost race reads again
             if found is None or found.contact.customer_id == customer_id:
                 return found
         return await self.inner.get(customer_id=customer_id, contact_id=contact_id)
@@ -69,6 +67,7 @@ class _BufferedLog:
 
     def __init__(self, inner: CommandLog) -> None:
         self.inner = inner
+        self.reads: dict[Key, asyncio.Task[LoggedOutcome | None]] = {}
         self.known: dict[Key, LoggedOutcome | None] = {}
         self.to_record: list[Outcome] = []
         self.to_mark: list[Key] = []
@@ -76,7 +75,11 @@ class _BufferedLog:
     async def get(self, *, customer_id: str, command_id: str) -> LoggedOutcome | None:
         key = (customer_id, command_id)
         if key not in self.known:
-            self.known[key] = await self.inner.get(customer_id=customer_id, command_id=command_id)
+            read = self.reads.get(key)
+            found = await (
+                read if read is not None else self.inner.get(customer_id=customer_id, command_id=command_id)
+            )
+            self.known.setdefault(key, found)
         return self.known[key]
 
     async def record(self, *, outcome: Outcome) -> None:
@@ -89,65 +92,6 @@ class _BufferedLog:
             self.to_mark.append((customer_id, command_id))  # logged earlier, published now
 
 
-Release = tuple[Address, str, bool]
-
-
-class _BufferedAddresses:
-    """The address book, releases held until the flush; an address about to be claimed or read
-    while its release is held has the held releases written first."""
-
-    def __init__(self, inner: AddressBook) -> None:
-        self.inner = inner
-        self.held: dict[str, list[Release]] = {}
-
-    async def release(
-        self, *, customer_id: str, address: Address, contact_id: str, keep_free: bool = False
-    ) -> None:
-        self.held.setdefault(customer_id, []).append((address, contact_id, keep_free))
-
-    async def release_many(self, *, customer_id: str, released: Sequence[Release]) -> None:
-        self.held.setdefault(customer_id, []).extend(released)
-
-    async def write(self) -> None:
-        held, self.held = self.held, {}
-        for customer_id, released in held.items():
-            await self.inner.release_many(customer_id=customer_id, released=released)
-
-    async def _before(self, customer_id: str, addresses: Sequence[Address]) -> None:
-        if any(r[0] in addresses for r in self.held.get(customer_id, ())):
-            await self.write()
-
-    async def owner(self, *, customer_id: str, address: Address) -> Claim | None:
-        await self._before(customer_id, [address])
-        return await self.inner.owner(customer_id=customer_id, address=address)
-
-    async def owners(self, *, customer_id: str, addresses: Sequence[Address]) -> dict[Address, Claim]:
-        await self._before(customer_id, addresses)
-        return await self.inner.owners(customer_id=customer_id, addresses=addresses)
-
-    async def claim(
-        self, *, customer_id: str, address: Address, contact_id: str, now: datetime
-    ) -> Claim | None:
-        await self._before(customer_id, [address])
-        return await self.inner.claim(
-            customer_id=customer_id, address=address, contact_id=contact_id, now=now
-        )
-
-    async def claim_many(
-        self, *, customer_id: str, wanted: Sequence[tuple[Address, str]], now: datetime
-    ) -> dict[Address, Claim]:
-        await self._before(customer_id, [a for a, _ in wanted])
-        return await self.inner.claim_many(customer_id=customer_id, wanted=wanted, now=now)
-
-    async def take_over(
-        self, *, customer_id: str, address: Address, stale: Claim, contact_id: str, now: datetime
-    ) -> bool:
-        await self._before(customer_id, [address])
-        return await self.inner.take_over(
-            customer_id=customer_id, address=address, stale=stale, contact_id=contact_id, now=now
-        )
-
-
 class _BufferedEvents:
     def __init__(self) -> None:
         self.events: list[JsonDict] = []
@@ -158,17 +102,6 @@ class _BufferedEvents:
 
 class Stopped(Exception):
     """A command of the batch failed, so no later one starts (see ``CommandBatch.failed``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Footprint:
-    """The addresses a command may claim, and whether it may give any up."""
-
-    claims: frozenset[Address]
-    releases: bool
-
-    def waits_for(self, earlier: "Footprint") -> bool:
-        return bool(self.claims) and (earlier.releases or bool(self.claims & earlier.claims))
 
 
 def footprint(command: c.ContactCommand, *, default_region: str) -> Footprint:
@@ -219,7 +152,7 @@ class CommandBatch:
         self._contacts = _PrefetchedContacts(svc.contacts)
         self._log = _BufferedLog(svc.log)
         self._events = _BufferedEvents()
-        self._addresses = _BufferedAddresses(svc.addresses)
+        self._addresses = HeldReleases(svc.addresses)
         self._buffered = dataclasses.replace(
             svc,
             contacts=self._contacts,  # type: ignore[arg-type]
@@ -232,25 +165,17 @@ class CommandBatch:
         self.failed = False
         """A started command failed: ``start`` refuses more (``Stopped``)."""
 
-    async def prefetch(self, commands: Sequence[c.ContactCommand]) -> None:
-        """Read every command's log entry and contact concurrently (point reads)."""
-        keys = list(dict.fromkeys((cmd.customer_id, cmd.command_id) for cmd in commands))
-        targets = list(
-            dict.fromkeys((cmd.customer_id, t) for cmd in commands if (t := touches(cmd)) is not None)
-        )
-        logged, stored = await asyncio.gather(
-            asyncio.gather(*(self._svc.log.get(customer_id=k[0], command_id=k[1]) for k in keys)),
-            asyncio.gather(
-                *(
-                    self._svc.contacts.get(customer_id=cust, contact_id=t)
-                    for cust, t in targets
-                    if t is not None
-                )
-            ),
-        )
-        self._log.known.update(zip(keys, logged, strict=True))
-        wanted = [t for _, t in targets if t is not None]
-        self._contacts.prefetched.update(zip(wanted, stored, strict=True))
+    def prefetch(self, commands: Sequence[c.ContactCommand]) -> None:
+        """Start reading every command's log entry and contact (point reads, all at once); each
+        command's first read of them waits for these instead of reading again."""
+        for cmd in commands:
+            key = (cmd.customer_id, cmd.command_id)
+            if key not in self._log.reads:
+                self._log.reads[key] = _background(self._svc.log.get(customer_id=key[0], command_id=key[1]))
+            target = touches(cmd)
+            if target is not None and target not in self._contacts.prefetched:
+                read = self._svc.contacts.get(customer_id=cmd.customer_id, contact_id=target)
+                self._contacts.prefetched[target] = _background(read)
 
     async def start(self, command: c.ContactCommand) -> "asyncio.Task[JsonDict]":
         """Start applying ``command`` (answered from the log if seen before), once what it must
@@ -302,6 +227,13 @@ class CommandBatch:
             await self._svc.log.record_many(outcomes=to_record, published=True)
         for customer_id, command_id in to_mark:
             await self._svc.log.mark_published(customer_id=customer_id, command_id=command_id)
+
+
+def _background(read: Coroutine[Any, Any, T]) -> "asyncio.Task[T]":
+    """A read started now; its failure surfaces where it is awaited (or nowhere if never used)."""
+    task = asyncio.create_task(read)
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return task
 
 
 def touches(command: c.ContactCommand) -> str | None:

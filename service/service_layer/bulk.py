@@ -19,7 +19,7 @@ from contracts.replies import BulkCreateReply, BulkDeleteReply, BulkItemResult, 
 from service.domain.errors import AddressAlreadyExists, DomainError
 from service.domain.model import Address, Contact
 from service.service_layer import mapping
-from service.service_layer.addresses import claim_addresses, release_addresses
+from service.service_layer.addresses import Footprint, claim_addresses, release_addresses
 from service.service_layer.commands import (
     ConcurrentChange,
     Origin,
@@ -179,32 +179,67 @@ async def create_many(
 
 
 async def upsert_each(customer_id: str, items: list[NewItem], *, out: ManyOutcome, svc: Services) -> None:
-    """Upsert items one by one, in order: update the contact holding the external id, or create.
+    """Upsert items in order: update the contact holding the external id, or create.
 
-    The contacts holding the items' external ids are read together first; an item that loses a
-    race (someone changed its contact since) reads again.
+    The contacts holding the items' external ids are read together first. Items then start one
+    after another, each while earlier ones still write, unless its addresses clash with an
+    earlier one's (``Footprint``): so each gets the answer it would get one after another.
     """
     known = await _holders(customer_id, items, svc=svc)
+    running: list[tuple[asyncio.Task[tuple[ItemResult, list[JsonDict]]], Footprint]] = []
     for item in items:
-        for _ in range(5):
-            try:
-                result, events = await upsert_by_external_id(
-                    origin=item.origin,
-                    customer_id=customer_id,
-                    item_command_id=item.origin.command_id,
-                    index=item.position,
-                    prefix=item.prefix,
-                    contact_input=item.contact_input,
-                    svc=svc,
-                    holder=known.pop(item.position, None),
-                )
-                break
-            except ConcurrentChange:
-                continue
-        else:
-            raise ConcurrentChange(f"item {item.origin.command_id}")
-        out.results[item.position] = result
+        holder = known.get(item.position)
+        mine = _footprint(item, holder, svc=svc)
+        before = [task for task, theirs in running if mine.waits_for(theirs)]
+        if before:
+            await asyncio.wait(before)
+        running.append((asyncio.create_task(_upsert(customer_id, item, holder, svc=svc)), mine))
+    done = await asyncio.gather(*(task for task, _ in running), return_exceptions=True)
+    for item, result in zip(items, done, strict=True):
+        if isinstance(result, BaseException):
+            raise result
+        out.results[item.position], events = result
         out.events += events
+
+
+async def _upsert(
+    customer_id: str, item: NewItem, holder: "Holder | None", *, svc: Services
+) -> tuple[ItemResult, list[JsonDict]]:
+    for _ in range(5):
+        try:
+            return await upsert_by_external_id(
+                origin=item.origin,
+                customer_id=customer_id,
+                item_command_id=item.origin.command_id,
+                index=item.position,
+                prefix=item.prefix,
+                contact_input=item.contact_input,
+                svc=svc,
+                holder=holder,
+            )
+        except ConcurrentChange:
+            holder = None  # read again
+    raise ConcurrentChange(f"item {item.origin.command_id}")
+
+
+def _footprint(item: NewItem, holder: "Holder | None", *, svc: Services) -> Footprint:
+    """What upserting ``item`` may claim or give up, given the contact holding its external id."""
+    source = item.contact_input
+    try:
+        wanted = {
+            Address("phone", mapping.new_phone(p, default_region=svc.default_region, field="").number_e164)
+            for p in source.phone_numbers
+        }
+        wanted |= {Address("email", mapping.new_email(e, field="").address) for e in source.emails}
+    except DomainError:
+        return Footprint(frozenset(), releases=False)  # it fails without touching anything
+    external = Address("external", source.external_id)
+    wanted.add(external)
+    if holder is None:  # not read: it may update any contact
+        return Footprint(frozenset(wanted), releases=True)
+    owner = holder[0]
+    held = owner.contact.addresses() if owner is not None and owner.contact.holds(external) else set()
+    return Footprint(frozenset(wanted - held), releases=bool(held - wanted))
 
 
 Holder = tuple[StoredContact | None]

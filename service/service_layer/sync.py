@@ -17,6 +17,7 @@ updates and deletes find their own last outcome; the states, written last, make 
 """
 
 import asyncio
+import dataclasses
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from contracts.errors import Error
 from contracts.models import ContactInput, Source
 from contracts.sync import CrmContactDeleted, CrmContactUpserted
 from service.domain.model import Address
+from service.service_layer.addresses import HeldReleases
 from service.service_layer.bulk import (
     ItemOrigin,
     ManyOutcome,
@@ -78,13 +80,15 @@ async def apply_sync_batch(
     latest = list(newest.values())
     groups = [latest[lane::lanes] for lane in range(lanes)]
     states: list[SyncState] = []
-    for part in await asyncio.gather(*(_apply(group, svc=svc) for group in groups if group)):
+    held = HeldReleases(svc.addresses)
+    batch_svc = dataclasses.replace(svc, addresses=held)
+    for part in await asyncio.gather(*(_apply(group, svc=batch_svc) for group in groups if group)):
         report.stale += part.stale
         report.failed |= part.failed
         report.events += part.events
         states += part.states
 
-    await svc.events.publish(events=report.events)
+    await asyncio.gather(svc.events.publish(events=report.events), held.write())
     await svc.sync_states.put_many(states=states)
     report.applied = len(states)
     return report

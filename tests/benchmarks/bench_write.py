@@ -15,7 +15,9 @@ For each size, against the running broker and store (KAFKA_BOOTSTRAP_SERVERS, MO
    existing contacts (a newer ``crm_version``; seconds from the first message to the last applied);
    ``list_contacts`` with page_size 100, 20 pages one after another (p50, p99);
 3. raw: ``replace_one({"_id": ...})`` of ``--ops`` stored contact documents, one after another
-   (what one compare-and-set write costs the store, with nothing around it); p50, p99, throughput.
+   (what one compare-and-set write costs the store, with nothing around it), in three passes
+   spread over the run (before the commands, half-way, after them); the median pass is the
+   ceiling; p50, p99 over all three.
 
 Targets (booleans in the JSON): each throughput at the largest size ≥ 0.8 x at the smallest; each
 ≥ 0.5 x the raw ceiling of its size; a bulk delete of 1,000 answers in ≤ 10 s; list p50 at the
@@ -211,21 +213,27 @@ async def measure_list(client: ContactClient) -> Doc:
     return {"pages": LIST_PAGES, "page_size": 100, **percentiles(latencies)}
 
 
-async def measure_raw(db: Any, first: int, ops: int) -> Doc:
-    docs = [await db[CONTACTS].find_one({"_id": contact_id(i)}) for i in range(first, first + ops)]
+async def raw_pass(db: Any, ops: int) -> list[float]:
+    """One pass of the raw ceiling: ``replace_one`` by ``_id`` of stored contacts 0..ops-1, one
+    after another; each call's latency."""
+    docs = [await db[CONTACTS].find_one({"_id": contact_id(i)}) for i in range(ops)]
     latencies = []
-    began = time.perf_counter()
     for doc in docs:
         doc["first_name"] = "Raw"
         t = time.perf_counter()
         await db[CONTACTS].replace_one({"_id": doc["_id"]}, doc)
         latencies.append(time.perf_counter() - t)
-    elapsed = time.perf_counter() - began
+    return latencies
+
+
+def raw_summary(passes: list[list[float]]) -> Doc:
+    """The median pass is the ceiling (a pass swings by a third on a shared machine)."""
+    rates = [round(len(p) / sum(p), 1) for p in passes]
     return {
-        "count": ops,
-        "seconds": round(elapsed, 3),
-        "per_second": round(ops / elapsed, 1),
-        **percentiles(latencies),
+        "count": sum(len(p) for p in passes),
+        "passes_per_second": rates,
+        "per_second": statistics.median(rates),
+        **percentiles([x for p in passes for x in p]),
     }
 
 
@@ -294,6 +302,8 @@ async def bench_size(mongo: AsyncMongoClient[Doc], size: int, *, ops: int, laten
             def delete(i: int) -> Any:
                 return c.DeleteContact(command_id=f"d-{i}", customer_id=CUSTOMER, contact_id=doomed[i])
 
+            log(f"size {size}: raw replace_one, first pass")
+            raw = [await raw_pass(db, ops)]
             log(f"size {size}: list")
             result["list_contacts"] = await measure_list(client)
             log(f"size {size}: update_contact")
@@ -311,6 +321,8 @@ async def bench_size(mongo: AsyncMongoClient[Doc], size: int, *, ops: int, laten
             result["remove_phone_number"] = await measure_commands(
                 client, remove_phone, 0, ops=ops, latency_ops=latency_ops
             )
+            log(f"size {size}: raw replace_one, second pass")
+            raw.append(await raw_pass(db, ops))
             log(f"size {size}: delete_contact")
             result["delete_contact"] = await measure_commands(
                 client, delete, 0, ops=ops, latency_ops=latency_ops
@@ -331,8 +343,9 @@ async def bench_size(mongo: AsyncMongoClient[Doc], size: int, *, ops: int, laten
             }
             log(f"size {size}: crm sync updates")
             result["crm_sync_update"] = await measure_sync_updates(service, 0, ops)
-        log(f"size {size}: raw replace_one")
-        result["raw_replace_one"] = await measure_raw(db, 0, ops)
+        log(f"size {size}: raw replace_one, third pass")
+        raw.append(await raw_pass(db, ops))
+        result["raw_replace_one"] = raw_summary(raw)
         return result
     finally:
         await service.stop()

@@ -86,7 +86,7 @@ def update(n: int, contact_id: str, name: str) -> c.UpdateContact:
 async def run_batch(svc: Any, commands: Sequence[c.ContactCommand]) -> list[JsonDict]:
     """As the commands entrypoint runs a batch: start each in order, flush, then the replies."""
     batch = CommandBatch(svc)
-    await batch.prefetch(commands)
+    batch.prefetch(commands)
     tasks = [await batch.start(command) for command in commands]
     await batch.flush()
     return [task.result() for task in tasks]
@@ -131,7 +131,7 @@ async def test_after_a_failed_flush_a_redelivery_applies_nothing_twice() -> None
     svc, _ = recording_services()
     commands = [create(n) for n in range(4)]
     batch = CommandBatch(svc)
-    await batch.prefetch(commands)
+    batch.prefetch(commands)
     for command in commands[:2]:
         await batch.apply(command)
     svc.events.fail_next = 1  # the broker goes away at the flush

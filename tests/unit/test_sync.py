@@ -1,6 +1,7 @@
 """CRM sync against hand-written fakes: newest state wins once, stale counted, conflicts per item,
 deletes, replay convergence and recovery from a failure in the middle of a batch."""
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -222,3 +223,37 @@ def test_a_sync_message_needs_an_order() -> None:
         }
     )
     assert by_time.order() == 1767323045000006
+
+
+class SlowContacts(FakeContacts):
+    """Writes take 20 ms; counts how many are under way at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = self.most = 0
+
+    async def replace(self, **kwargs: Any) -> bool:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        await asyncio.sleep(0.02)
+        self.now -= 1
+        return await super().replace(**kwargs)
+
+
+async def test_updates_of_different_contacts_overlap_and_a_number_given_up_goes_to_the_next() -> None:
+    contacts = SlowContacts()
+    svc = make_services(contacts=contacts)
+    await apply_sync_batch(batch(*(upsert(f"x{n}", 1, phone=f"+1555111000{n}") for n in range(4))), svc=svc)
+    report = await apply_sync_batch(
+        batch(
+            upsert("x0", 2, first_name="Renamed", phone="+15551110000"),
+            upsert("x1", 2, first_name="Renamed", phone="+15551110001"),
+            upsert("x2", 2, first_name="No phone"),  # gives +15551110002 up...
+            upsert("x3", 2, phone="+15551110002"),  # ...which the next one takes
+        ),
+        svc=svc,
+    )
+    assert report.failed == {}
+    assert contacts.most >= 2
+    owner = await svc.addresses.owner(customer_id=CUST, address=Address("phone", "+15551110002"))
+    assert owner is not None and owner.contact_id == contacts_of(svc)["x3"].id
