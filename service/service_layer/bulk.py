@@ -303,21 +303,21 @@ def _build(
 
 async def _write(customer_id: str, built: list[_Built], *, out: ManyOutcome, svc: Services) -> list[NewItem]:
     """Claim the built contacts' addresses and write them; returns the items whose external id
-    was claimed before."""
-    taken = await svc.addresses.claim_many(
-        customer_id=customer_id,
-        wanted=[(a, b.contact.id) for b in built for a, _ in b.wanted],
-        now=svc.clock.now(),
-    )
+    was claimed before.
+
+    External ids are claimed first (one insert): new contacts (a CRM export) cost no reads, and
+    an item whose external id was claimed before (an update) claims nothing more here.
+    """
+    now = svc.clock.now()
+    externals = [(a, b.contact.id) for b in built for a, _ in b.wanted if a.kind == "external"]
+    taken = await svc.addresses.claim_many(customer_id=customer_id, wanted=externals, now=now)
+    old = {b.item.position for b in built if any(a.kind == "external" and a in taken for a, _ in b.wanted)}
+    claimed_before = [b.item for b in built if b.item.position in old]
+    fresh = [b for b in built if b.item.position not in old]
+    others = [(a, b.contact.id) for b in fresh for a, _ in b.wanted if a.kind != "external"]
+    taken |= await svc.addresses.claim_many(customer_id=customer_id, wanted=others, now=now)
     ready: list[_Built] = []
-    claimed_before: list[NewItem] = []
-    for b in built:
-        if any(a.kind == "external" and a in taken for a, _ in b.wanted):
-            # Claimed first, looked at only when taken: new contacts (a CRM export) cost no reads.
-            mine = {a for a, _ in b.wanted if a not in taken}
-            await release_addresses(mine, customer_id=customer_id, contact_id=b.contact.id, svc=svc)
-            claimed_before.append(b.item)
-            continue
+    for b in fresh:
         contested = [(a, f) for a, f in b.wanted if a in taken and taken[a].contact_id != b.contact.id]
         if contested:
             try:

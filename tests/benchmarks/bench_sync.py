@@ -208,7 +208,7 @@ async def wait_applied(
 async def raw_ceiling(mongo: AsyncMongoClient[dict[str, Any]], source: str) -> tuple[list[float], int]:
     """Write the documents the service wrote, straight, in the service's batch size; RAW_RUNS times
     (one run swings by a third on a shared machine)."""
-    collections = ["contacts", "contact_addresses", "crm_sync_state", "processed_commands"]
+    collections = ["contacts", "contact_addresses", "contact_list", "crm_sync_state", "processed_commands"]
     docs = {name: await mongo[source][name].find({}).to_list() for name in collections}
     target = f"{source}_raw"
     runs = []

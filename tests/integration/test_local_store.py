@@ -219,3 +219,25 @@ async def test_a_compare_and_set_lets_exactly_one_of_many_concurrent_writers_win
         winners = [w for w, r in enumerate(results) if r.matched_count == 1]
         stored = await db.cas.find_one({"_id": f"doc-{round_}"})
         assert len(winners) == 1 and stored is not None and stored["writer"] == winners[0], (winners, stored)
+
+
+async def test_a_database_written_before_the_listing_existed_is_listed_after_start_up(
+    store: tuple[Services, Recorder, Any],
+) -> None:
+    svc, _, db = store
+    created = [
+        await handle_command(command(c.CreateContact, n, contact={"first_name": f"N{n}"}), svc=svc)
+        for n in range(3)
+    ]
+    gone = created[1]["result"]["id"]
+    assert (await handle_command(command(c.DeleteContact, 9, contact_id=gone), svc=svc))["ok"]
+    # As the previous version left it: contacts, no listing, no mark.
+    await db.drop_collection("contact_list")
+    await db.drop_collection("schema_marks")
+    assert (await list_contacts(q.ListContacts(customer_id=CUSTOMER), svc=svc)).result == []
+    await ensure_schema(db)
+    listed = await list_contacts(q.ListContacts(customer_id=CUSTOMER), svc=svc)
+    assert [x.id for x in listed.result] == [created[2]["result"]["id"], created[0]["result"]["id"]]
+    await db.contact_list.delete_many({})  # marked done: a restart does not fill it again
+    await ensure_schema(db)
+    assert (await list_contacts(q.ListContacts(customer_id=CUSTOMER), svc=svc)).result == []
