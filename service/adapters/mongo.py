@@ -613,8 +613,13 @@ async def ensure_schema(db: AsyncDatabase[Doc]) -> None:
                 await db[name].create_indexes([index])
     if await db[SCHEMA_MARKS].find_one({"_id": _LISTED}) is None:
         await _backfill_listing(db)
-        with contextlib.suppress(DuplicateKeyError):
-            await db[SCHEMA_MARKS].insert_one({"_id": _LISTED, "tm_create": datetime.now(UTC)})
+        await mark_listed(db)
+
+
+async def mark_listed(db: AsyncDatabase[Doc]) -> None:
+    """Record that the listing holds every active contact (a loader that wrote the entries itself)."""
+    with contextlib.suppress(DuplicateKeyError):
+        await db[SCHEMA_MARKS].insert_one({"_id": _LISTED, "tm_create": datetime.now(UTC)})
 
 
 async def _backfill_listing(db: AsyncDatabase[Doc]) -> None:

@@ -29,9 +29,9 @@ The service is started after the load, as after a restart: its caller directory 
 from the store, and the run waits until ``/metrics`` shows it holding them all.
 
 Contacts are written straight into the store (100,000 through commands would take far too long),
-built by the service's own code: ``build_contact`` and ``created_outcome`` (as ``create_contact``
-does for a ``CreateContact`` command), ``contact_to_doc`` for the contact document, and claim
-documents from ``MongoAddressBook.claim_doc`` (what ``claim`` inserts). Each contact has one phone number
+built by the service's own code (``tests/benchmarks/stored.py``: ``build_contact`` and
+``created_outcome`` as ``create_contact`` does, ``contact_to_doc``, the claim documents ``claim``
+inserts and the listing entry; the listing is then marked complete). Each contact has one phone number
 (``+1555`` and 7 digits, unique) and one email. The command log is not written: lookups never read it.
 Before measuring, sample lookups (first, middle, last, one by email) must return exactly what
 ``contact_from_doc`` makes of the stored document.
@@ -66,7 +66,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -74,30 +73,29 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from contracts import commands as c
 from contracts import headers
 from contracts import queries as q
 from contracts.client import ContactClient, RequestTimeout
-from contracts.models import ContactInput
 from service.adapters.mongo import (
     ADDRESSES,
+    CONTACT_LIST,
     CONTACTS,
     Doc,
     MongoAddressBook,
     MongoCommandLog,
     MongoContactRepository,
     MongoSyncStates,
-    contact_to_doc,
     make_client,
+    mark_listed,
 )
 from service.bootstrap import UtcClock
 from service.config import Settings
 from service.domain.model import Address
 from service.service_layer import mapping
 from service.service_layer.addresses import resolve
-from service.service_layer.commands import build_contact, created_outcome
 from service.service_layer.context import Services
 from tests.benchmarks.bench_sync import Service, add_loop_option, run_on
+from tests.benchmarks.stored import created_docs, merged
 from tests.conftest import Endpoints
 
 log = logging.getLogger("bench_lookup")
@@ -391,38 +389,27 @@ def pooled(slices: Sequence[Slice]) -> dict[str, Any]:
 # --- loading ---
 
 
-def build_docs(svc: Services, start: int, stop: int) -> tuple[list[Doc], list[Doc]]:
-    """Contact and claim documents for contacts ``start..stop-1``, as ``create_contact`` writes them."""
-    contacts: list[Doc] = []
-    claims: list[Doc] = []
-    for i in range(start, stop):
-        command = c.CreateContact(
-            command_id=command_id(i),
-            customer_id=CUSTOMER,
-            contact=ContactInput.model_validate(
-                {
+def build_docs(svc: Services, start: int, stop: int) -> dict[str, list[Doc]]:
+    """Documents of contacts ``start..stop-1``, as ``create_contact`` writes them."""
+    return merged(
+        [
+            created_docs(
+                svc,
+                customer_id=CUSTOMER,
+                command_id=command_id(i),
+                contact_id=contact_id(i),
+                contact={
                     "first_name": "Caller",
                     "last_name": str(i),
                     "company": "Bench Inc.",
                     "source": "import",
                     "phone_numbers": [{"number": phone(i), "type": "mobile", "is_primary": True}],
                     "emails": [{"address": email(i), "type": "work", "is_primary": True}],
-                }
-            ),
-        )
-        contact, wanted = build_contact(
-            command.contact,
-            contact_id=contact_id(i),
-            customer_id=CUSTOMER,
-            seed=(CUSTOMER, command.command_id),
-            svc=svc,
-        )
-        outcome = created_outcome(command, contact)
-        claimed_at: datetime = svc.clock.now()
-        for address, _field in wanted:
-            claims.append(MongoAddressBook.claim_doc(CUSTOMER, address, contact.id, claimed_at))
-        contacts.append(contact_to_doc(contact, outcome))
-    return contacts, claims
+                },
+            )
+            for i in range(start, stop)
+        ]
+    )
 
 
 async def load(db: Any, svc: Services, size: int) -> dict[str, Any]:
@@ -431,27 +418,29 @@ async def load(db: Any, svc: Services, size: int) -> dict[str, Any]:
 
     inserted = [0, 0]
 
-    async def insert(contacts: list[Doc], claims: list[Doc]) -> None:
+    async def insert(docs: dict[str, list[Doc]]) -> None:
         # A failed insert raises (BulkWriteError); the counts double-check nothing went missing.
         nonlocal insert_seconds
         began = time.perf_counter()
-        inserted[0] += len((await db[CONTACTS].insert_many(contacts, ordered=False)).inserted_ids)
-        inserted[1] += len((await db[ADDRESSES].insert_many(claims, ordered=False)).inserted_ids)
+        inserted[0] += len((await db[CONTACTS].insert_many(docs[CONTACTS], ordered=False)).inserted_ids)
+        inserted[1] += len((await db[ADDRESSES].insert_many(docs[ADDRESSES], ordered=False)).inserted_ids)
+        await db[CONTACT_LIST].insert_many(docs[CONTACT_LIST], ordered=False)
         insert_seconds += time.perf_counter() - began
 
     began = time.perf_counter()
     pending: asyncio.Task[None] | None = None
     for start in range(0, size, CHUNK):
         t = time.perf_counter()
-        contacts, claims = await asyncio.to_thread(build_docs, svc, start, min(size, start + CHUNK))
+        docs = await asyncio.to_thread(build_docs, svc, start, min(size, start + CHUNK))
         build_seconds += time.perf_counter() - t
         if pending is not None:
             await pending
-        pending = asyncio.create_task(insert(contacts, claims))
+        pending = asyncio.create_task(insert(docs))
         if start and start % 20_000 == 0:
             log.info("  loaded %d / %d", start, size)
     if pending is not None:
         await pending
+    await mark_listed(db)
     total = time.perf_counter() - began
     # Not count_documents: FerretDB answers it with a full scan (about 2 minutes at 100,000 contacts).
     if inserted != [size, 2 * size]:

@@ -32,7 +32,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -41,21 +40,12 @@ from pymongo import AsyncMongoClient
 from contracts import commands as c
 from contracts import topics
 from contracts.client import ContactClient
-from contracts.models import ContactInput
 from contracts.sync import sync_key
-from service.adapters.mongo import (
-    ADDRESSES,
-    CONTACT_LIST,
-    CONTACTS,
-    SCHEMA_MARKS,
-    MongoAddressBook,
-    contact_to_doc,
-    list_key,
-)
-from service.service_layer.commands import build_contact, created_outcome
+from service.adapters.mongo import CONTACTS, mark_listed
 from service.service_layer.context import Services
 from service.service_layer.mapping import derived_id
 from tests.benchmarks.bench_sync import KAFKA, MONGODB, Service
+from tests.benchmarks.stored import created_docs, merged
 from tests.unit.fakes import make_services
 
 CUSTOMER = "cust-bench-write"
@@ -80,35 +70,25 @@ def contact_id(i: int) -> str:
 
 def build_docs(svc: Services, start: int, stop: int) -> dict[str, list[Doc]]:
     """Documents of contacts ``start..stop-1`` as ``create_contact`` writes them."""
-    docs: dict[str, list[Doc]] = {CONTACTS: [], ADDRESSES: [], CONTACT_LIST: []}
-    for i in range(start, stop):
-        command = c.CreateContact(
-            command_id=f"load-{i}",
-            customer_id=CUSTOMER,
-            contact=ContactInput.model_validate(
-                {
+    return merged(
+        [
+            created_docs(
+                svc,
+                customer_id=CUSTOMER,
+                command_id=f"load-{i}",
+                contact_id=contact_id(i),
+                contact={
                     "first_name": "Caller",
                     "last_name": str(i),
                     "company": "Bench Inc.",
                     "external_id": f"ext-{i}",
                     "phone_numbers": [{"number": f"+1555{i:07d}", "type": "mobile", "is_primary": True}],
                     "emails": [{"address": f"caller{i}@example.com", "type": "work", "is_primary": True}],
-                }
-            ),
-        )
-        contact, wanted = build_contact(
-            command.contact,
-            contact_id=contact_id(i),
-            customer_id=CUSTOMER,
-            seed=(CUSTOMER, command.command_id),
-            svc=svc,
-        )
-        docs[CONTACTS].append(contact_to_doc(contact, created_outcome(command, contact)))
-        docs[ADDRESSES] += [
-            MongoAddressBook.claim_doc(CUSTOMER, a, contact.id, contact.tm_create) for a, _ in wanted
+                },
+            )
+            for i in range(start, stop)
         ]
-        docs[CONTACT_LIST].append({"_id": list_key(contact), "contact_id": contact.id})
-    return docs
+    )
 
 
 async def load(db: Any, size: int) -> float:
@@ -120,7 +100,7 @@ async def load(db: Any, size: int) -> float:
         await asyncio.gather(*(db[name].insert_many(batch, ordered=False) for name, batch in docs.items()))
         if start and start % 20_000 == 0:
             log(f"  loaded {start}/{size}")
-    await db[SCHEMA_MARKS].insert_one({"_id": "contact_list.v1", "tm_create": datetime.now(UTC)})
+    await mark_listed(db)
     return time.perf_counter() - started
 
 
