@@ -124,7 +124,8 @@ class HeldReleases:
             await self.inner.release_many(customer_id=customer_id, released=released)
 
     async def _before(self, customer_id: str, addresses: Sequence[Address]) -> None:
-        if any(r[0] in addresses for r in self.held.get(customer_id, ())):
+        wanted = set(addresses)
+        if any(address in wanted for address, _, _ in self.held.get(customer_id, ())):
             await self.write()
 
     async def owner(self, *, customer_id: str, address: Address) -> Claim | None:

@@ -2,10 +2,10 @@
 
 One command alone costs five store round trips (log read, contact read, contact write, log
 write, published mark) and an event publish. A batch of commands (taken in one poll, in order)
-reads every command's log entry and contact concurrently up front, applies the commands one by
-one exactly as ``handle_command`` does, and buffers their log entries and events; a flush then
-publishes the events in one go and writes the log entries, marked published, in one insert.
-Only after the flush may the caller reply and commit.
+starts reading every command's log entry and contact at once, applies the commands in order with
+``handle_command``, and buffers their log entries, events and address releases; a flush then
+publishes the events in one go, releases the addresses in one write and writes the log entries,
+marked published, in one insert. Only after the flush may the caller reply and commit.
 
 A contact is changed at most once between flushes: a second change to it flushes first. Were it
 changed twice before its log entries were written, a crash in between would leave it holding the
@@ -188,6 +188,7 @@ class CommandBatch:
             self._contacts.prefetched.clear()
             task = asyncio.create_task(handle_command(command, svc=self._buffered))
             await asyncio.wait([task])
+            self.failed |= task.exception() is not None
             await self.flush()
             return task
         self._touched.add(target)

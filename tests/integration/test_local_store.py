@@ -28,7 +28,7 @@ from service.adapters.mongo import (
 )
 from service.service_layer.context import Services
 from service.service_layer.handlers import handle_command
-from service.service_layer.ports import JsonDict
+from service.service_layer.ports import JsonDict, Outcome
 from service.service_layer.queries import list_contacts
 from service.service_layer.sync import apply_sync_batch
 from tests.conftest import Endpoints
@@ -241,3 +241,27 @@ async def test_a_database_written_before_the_listing_existed_is_listed_after_sta
     await db.contact_list.delete_many({})  # marked done: a restart does not fill it again
     await ensure_schema(db)
     assert (await list_contacts(q.ListContacts(customer_id=CUSTOMER), svc=svc)).result == []
+
+
+async def test_a_bulk_compare_and_set_writes_the_current_and_names_the_changed(
+    store: tuple[Services, Recorder, Any],
+) -> None:
+    svc, _, _ = store
+    ids = []
+    for n in range(3):
+        reply = await handle_command(command(c.CreateContact, n, contact={"first_name": f"N{n}"}), svc=svc)
+        ids.append(reply["result"]["id"])
+    moved = await handle_command(
+        command(c.UpdateContact, 7, contact_id=ids[1], changes={"company": "X"}), svc=svc
+    )
+    assert moved["ok"]
+    stored = await svc.contacts.get_many(customer_id=CUSTOMER, contact_ids=ids)
+    writes = []
+    for n, contact_id in enumerate(ids):
+        contact = stored[contact_id].contact
+        contact.first_name, version = "Bulk", 1  # contact 1 is at version 2 by now: its write loses
+        contact.touch(contact.tm_create)
+        writes.append((contact, version, Outcome(CUSTOMER, f"bulk#{n}", "bulk_update", {}, [])))
+    assert await svc.contacts.replace_many(items=writes) == {ids[1]}
+    after = await svc.contacts.get_many(customer_id=CUSTOMER, contact_ids=ids)
+    assert [after[i].contact.first_name for i in ids] == ["Bulk", "N1", "Bulk"]
