@@ -87,6 +87,7 @@ class Commands:
             pass
         finally:
             await batch.flush()  # what was applied is announced and logged, even when one failed
+            await batch.close()
         return started, commands[len(started) :]
 
     async def _after_failure(

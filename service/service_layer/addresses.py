@@ -10,6 +10,7 @@ relies on it: a sync state is only ever recorded for an external id that has a c
 contact whose external id claim is taken fresh needs no read of what was applied before.
 """
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -104,11 +105,43 @@ Release = tuple[Address, str, bool]
 class HeldReleases:
     """The address book with releases held back and written together (``write``): one bulk write
     for a batch instead of one per address. An address claimed or read while its release is held
-    has the held releases written first, so it is seen as one after another would see it."""
+    has the held releases written first, so it is seen as one after another would see it.
+
+    Claims may be taken ahead too (``claim_ahead``: one insert for a batch's commands that claim
+    addresses no earlier command of the batch touches); a command's ``claim`` of an address taken
+    ahead for its contact is then answered at once. ``release_unused`` gives back the ones no
+    command used (a command that failed before claiming, or was answered from the log).
+    """
 
     def __init__(self, inner: AddressBook) -> None:
         self.inner = inner
         self.held: dict[str, list[Release]] = {}
+        self.ahead: dict[tuple[str, Address], str] = {}
+        self._ahead_done: asyncio.Task[None] | None = None
+
+    def claim_ahead(self, customer_id: str, wanted: Sequence[tuple[Address, str]], *, now: datetime) -> None:
+        """Start claiming (address, contact id) pairs for the commands to come."""
+
+        async def take() -> None:
+            taken = await self.inner.claim_many(customer_id=customer_id, wanted=wanted, now=now)
+            self.ahead.update({(customer_id, a): owner for a, owner in wanted if a not in taken})
+
+        previous = self._ahead_done
+
+        async def after_previous() -> None:
+            if previous is not None:
+                await previous
+            await take()
+
+        self._ahead_done = asyncio.create_task(after_previous())
+
+    async def release_unused(self) -> None:
+        if self._ahead_done is not None:
+            await self._ahead_done
+        unused, self.ahead = self.ahead, {}
+        for (customer_id, address), owner in unused.items():
+            self.held.setdefault(customer_id, []).append((address, owner, address.kind == "external"))
+        await self.write()
 
     async def release(
         self, *, customer_id: str, address: Address, contact_id: str, keep_free: bool = False
@@ -139,6 +172,11 @@ class HeldReleases:
     async def claim(
         self, *, customer_id: str, address: Address, contact_id: str, now: datetime
     ) -> Claim | None:
+        if self._ahead_done is not None:
+            await self._ahead_done
+        if self.ahead.get((customer_id, address)) == contact_id:
+            del self.ahead[(customer_id, address)]
+            return None  # taken ahead for this very contact
         await self._before(customer_id, [address])
         return await self.inner.claim(
             customer_id=customer_id, address=address, contact_id=contact_id, now=now

@@ -166,8 +166,10 @@ class CommandBatch:
         """A started command failed: ``start`` refuses more (``Stopped``)."""
 
     def prefetch(self, commands: Sequence[c.ContactCommand]) -> None:
-        """Start reading every command's log entry and contact (point reads, all at once); each
-        command's first read of them waits for these instead of reading again."""
+        """Start reading every command's log entry and contact (point reads, all at once), and
+        claiming ahead the addresses the commands will claim, where that changes no answer; each
+        command's first read or claim waits for these instead of doing it again."""
+        self._claim_ahead(commands)
         for cmd in commands:
             key = (cmd.customer_id, cmd.command_id)
             if key not in self._log.reads:
@@ -176,6 +178,32 @@ class CommandBatch:
             if target is not None and target not in self._contacts.prefetched:
                 read = self._svc.contacts.get(customer_id=cmd.customer_id, contact_id=target)
                 self._contacts.prefetched[target] = _background(read)
+
+    def _claim_ahead(self, commands: Sequence[c.ContactCommand]) -> None:
+        """One insert for the addresses of the commands, up to the first bulk, whose claims no
+        earlier command of their customer in the batch claims too or may give up."""
+        ahead: dict[str, list[tuple[Address, str]]] = {}
+        claimed: dict[str, set[Address]] = {}
+        releasing: set[str] = set()
+        for cmd in commands:
+            target = touches(cmd)
+            if target is None:
+                break
+            mine = footprint(cmd, default_region=self._svc.default_region)
+            earlier = claimed.setdefault(cmd.customer_id, set())
+            if mine.claims and cmd.customer_id not in releasing and not mine.claims & earlier:
+                ahead.setdefault(cmd.customer_id, []).extend(
+                    (a, target) for a in sorted(mine.claims, key=str)
+                )
+            earlier |= mine.claims
+            if mine.releases:
+                releasing.add(cmd.customer_id)
+        for customer_id, wanted in ahead.items():
+            self._addresses.claim_ahead(customer_id, wanted, now=self._svc.clock.now())
+
+    async def close(self) -> None:
+        """After the last flush: give back the addresses claimed ahead that no command used."""
+        await self._addresses.release_unused()
 
     async def start(self, command: c.ContactCommand) -> "asyncio.Task[JsonDict]":
         """Start applying ``command`` (answered from the log if seen before), once what it must

@@ -13,7 +13,7 @@ from service.domain.model import Address
 from service.service_layer.batch import CommandBatch, Stopped
 from service.service_layer.handlers import handle_command
 from service.service_layer.ports import JsonDict, Outcome
-from tests.unit.fakes import FakeCommandLog, FakeContacts, FakePublisher, make_services
+from tests.unit.fakes import FakeAddressBook, FakeCommandLog, FakeContacts, FakePublisher, make_services
 
 CUST = "cust-batch"
 
@@ -89,6 +89,7 @@ async def run_batch(svc: Any, commands: Sequence[c.ContactCommand]) -> list[Json
     batch.prefetch(commands)
     tasks = [await batch.start(command) for command in commands]
     await batch.flush()
+    await batch.close()
     return [task.result() for task in tasks]
 
 
@@ -232,3 +233,48 @@ async def test_no_command_starts_after_one_failed() -> None:
     await batch.flush()
     assert batch.failed and isinstance(failing.exception(), RuntimeError)
     assert contacts.rows[ids[1]][0].last_name == ""  # the later command never ran
+
+
+class CountingAddresses(FakeAddressBook):
+    """Counts the claims asked for: one at a time, or many at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+        self._in_many = False
+
+    async def claim(self, **kwargs: Any) -> Any:
+        if not self._in_many:
+            self.calls.append("claim")
+        return await super().claim(**kwargs)
+
+    async def claim_many(self, **kwargs: Any) -> Any:
+        self.calls.append(f"claim_many {len(kwargs['wanted'])}")
+        self._in_many = True
+        try:
+            return await super().claim_many(**kwargs)
+        finally:
+            self._in_many = False
+
+
+async def test_addresses_of_a_batch_are_claimed_ahead_in_one_insert_and_unused_ones_given_back() -> None:
+    addresses = CountingAddresses()
+    svc = make_services(addresses=addresses)
+    ids = [(await handle_command(create(n), svc=svc))["result"]["id"] for n in range(3)]
+    addresses.calls.clear()
+
+    def add(n: int, contact_id: str) -> c.AddPhoneNumber:
+        phone = {"number": f"+1555999000{n}"}
+        body = {
+            "command_id": f"add-{n}",
+            "customer_id": CUST,
+            "contact_id": contact_id,
+            "phone_number": phone,
+        }
+        return c.AddPhoneNumber.model_validate(body)
+
+    replies = await run_batch(svc, [add(0, ids[0]), add(1, "no-such-contact"), add(2, ids[2])])
+    assert [r["ok"] for r in replies] == [True, False, True]
+    assert addresses.calls == ["claim_many 3"]  # and no claim per command
+    held = {a.value: claim.contact_id for (_, a), claim in addresses.claims.items() if a.kind == "phone"}
+    assert held == {"+15559990000": ids[0], "+15559990002": ids[2]}  # the failed one's is given back
