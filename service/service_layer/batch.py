@@ -2,7 +2,8 @@
 
 One command alone costs five store round trips (log read, contact read, contact write, log
 write, published mark) and an event publish. A batch of commands (taken in one poll, in order)
-starts reading every command's log entry and contact at once, applies the commands in order with
+starts reading every command's log entry and contact at once, claims ahead in one insert the
+addresses no earlier command of the batch contends for, applies the commands in order with
 ``handle_command``, and buffers their log entries, events and address releases; a flush then
 publishes the events in one go, releases the addresses in one write and writes the log entries,
 marked published, in one insert. Only after the flush may the caller reply and commit.

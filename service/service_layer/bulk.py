@@ -6,6 +6,7 @@ bulk command re-applies nothing and answers every item as before.
 """
 
 import asyncio
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
@@ -28,7 +29,7 @@ from service.service_layer.commands import (
     created_event,
 )
 from service.service_layer.context import Services
-from service.service_layer.ports import FREE, JsonDict, Outcome, StoredContact
+from service.service_layer.ports import FREE, Claim, JsonDict, Outcome, StoredContact
 
 
 def validation_error(exc: ValidationError, *, prefix: str) -> Error:
@@ -114,6 +115,8 @@ class NewItem:
     contact_input: ContactInput
     prefix: str
     """How error fields are named: ``contacts[3]`` for a bulk item, ``contact`` for a sync message."""
+    claim: Claim | None = None
+    """Its external id's claim as found when claiming it failed (it was claimed before)."""
 
 
 @dataclass
@@ -257,7 +260,9 @@ async def _holders(customer_id: str, items: list[NewItem], *, svc: Services) -> 
         for i in items
         if i.contact_input.external_id and shared[i.contact_input.external_id] == 1
     }
-    claims = await svc.addresses.owners(customer_id=customer_id, addresses=list(externals.values()))
+    known = {externals[i.position]: i.claim for i in items if i.claim is not None and i.position in externals}
+    unknown = [a for a in externals.values() if a not in known]
+    claims = known | await svc.addresses.owners(customer_id=customer_id, addresses=unknown)
     owners = {c.contact_id for c in claims.values() if c.contact_id != FREE}
     stored = await svc.contacts.get_many(customer_id=customer_id, contact_ids=sorted(owners))
     held: dict[int, Holder] = {}
@@ -312,7 +317,13 @@ async def _write(customer_id: str, built: list[_Built], *, out: ManyOutcome, svc
     externals = [(a, b.contact.id) for b in built for a, _ in b.wanted if a.kind == "external"]
     taken = await svc.addresses.claim_many(customer_id=customer_id, wanted=externals, now=now)
     old = {b.item.position for b in built if any(a.kind == "external" and a in taken for a, _ in b.wanted)}
-    claimed_before = [b.item for b in built if b.item.position in old]
+    claimed_before = [
+        dataclasses.replace(b.item, claim=taken[a])
+        for b in built
+        if b.item.position in old
+        for a, _ in b.wanted
+        if a.kind == "external"
+    ]
     fresh = [b for b in built if b.item.position not in old]
     others = [(a, b.contact.id) for b in fresh for a, _ in b.wanted if a.kind != "external"]
     taken |= await svc.addresses.claim_many(customer_id=customer_id, wanted=others, now=now)
