@@ -23,6 +23,7 @@ import pytest
 if TYPE_CHECKING:
     from service.bootstrap import Application
     from service.config import Settings
+    from service.service_layer.context import Services
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "deploy" / "local" / "stack.sh"
@@ -99,6 +100,27 @@ async def delete_topics(bootstrap: str, *, prefix: str) -> None:
             await admin.delete_topics(mine)
     finally:
         await admin.close()
+
+
+def store_services(db: Any, *, clock: Any, events: Any) -> "Services":
+    """The service layer's ports on the real store (``db``), with the given clock and events:
+    for tests and benchmarks that drive the handlers or load the store without the broker."""
+    from service.adapters.mongo import (
+        MongoAddressBook,
+        MongoCommandLog,
+        MongoContactRepository,
+        MongoSyncStates,
+    )
+    from service.service_layer.context import Services
+
+    return Services(
+        contacts=MongoContactRepository(db),
+        addresses=MongoAddressBook(db),
+        log=MongoCommandLog(db),
+        events=events,
+        clock=clock,
+        sync_states=MongoSyncStates(db),
+    )
 
 
 def service_settings(endpoints: Endpoints, isolation: tuple[str, str]) -> "Settings":

@@ -82,9 +82,6 @@ from service.adapters.mongo import (
     CONTACTS,
     Doc,
     MongoAddressBook,
-    MongoCommandLog,
-    MongoContactRepository,
-    MongoSyncStates,
     make_client,
     mark_listed,
 )
@@ -96,7 +93,7 @@ from service.service_layer.addresses import resolve
 from service.service_layer.context import Services
 from tests.benchmarks.bench_sync import Service, add_loop_option, run_on
 from tests.benchmarks.stored import created_docs, merged
-from tests.conftest import Endpoints
+from tests.conftest import Endpoints, store_services
 
 log = logging.getLogger("bench_lookup")
 
@@ -643,14 +640,7 @@ async def bench_size(
     mongo = make_client(endpoints.mongodb)
     db = mongo[database]
     # The store half of the service, for loading and the resolve baseline; never the broker.
-    svc = Services(
-        contacts=MongoContactRepository(db),
-        addresses=MongoAddressBook(db),
-        log=MongoCommandLog(db),
-        events=_NoEvents(),
-        clock=UtcClock(),
-        sync_states=MongoSyncStates(db),
-    )
+    svc = store_services(db, clock=UtcClock(), events=_NoEvents())
     try:
         loading = await load(db, svc, size)
         # Started after the load, as after a restart: the caller directory loads from the store.

@@ -10,7 +10,7 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,10 +20,6 @@ from contracts import commands as c
 from contracts import queries as q
 from contracts.sync import CrmContactDeleted, CrmContactUpserted
 from service.adapters.mongo import (
-    MongoAddressBook,
-    MongoCommandLog,
-    MongoContactRepository,
-    MongoSyncStates,
     ensure_schema,
 )
 from service.service_layer.context import Services
@@ -31,7 +27,7 @@ from service.service_layer.handlers import handle_command
 from service.service_layer.ports import JsonDict, Outcome
 from service.service_layer.queries import list_contacts
 from service.service_layer.sync import apply_sync_batch
-from tests.conftest import Endpoints
+from tests.conftest import Endpoints, store_services
 
 pytestmark = pytest.mark.integration
 
@@ -84,15 +80,7 @@ async def store(
     )
     db = client[isolation[1]]
     await ensure_schema(db)
-    svc = Services(
-        contacts=MongoContactRepository(db),
-        addresses=MongoAddressBook(db),
-        log=MongoCommandLog(db),
-        events=Events(),
-        clock=Clock(),
-        sync_states=MongoSyncStates(db),
-        claim_grace=timedelta(seconds=30),
-    )
+    svc = store_services(db, clock=Clock(), events=Events())
     try:
         yield svc, recorder, db
     finally:
