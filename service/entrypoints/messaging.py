@@ -97,8 +97,8 @@ async def raw_records(message: Any, original: Callable[..., Awaitable[Any]]) -> 
 
 REQUEST_FETCH_MAX_WAIT_MS = 50
 """How long the broker may hold a fetch of a request topic that has nothing new. With Kafka's
-default (500 ms), a request sent right after the answer to a slow one waited out the whole hold
-(measured: 400-500 ms, for every page of a list read page after page); this bounds that wait."""
+default (500 ms), a request sent right after the answer to a slow one could wait out the whole
+hold (a list read page after page did, every page); this bounds that wait."""
 
 
 def one_record_schema(adapter: TypeAdapter[Any]) -> dict[str, Any]:
