@@ -8,7 +8,7 @@ composite string keys; other indexes serve MongoDB where lists and CRM lookups n
 import asyncio
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from datetime import UTC, datetime
 from typing import Any
 
@@ -537,7 +537,9 @@ class MongoSyncStates:
             if doc is not None and doc["customer_id"] == key[0]
         }
 
-    async def put_many(self, *, states: Sequence[SyncState]) -> None:
+    async def put_many(
+        self, *, states: Sequence[SyncState], existing: Set[tuple[str, str]] = frozenset()
+    ) -> None:
         if not states:
             return
         docs = [
@@ -552,15 +554,19 @@ class MongoSyncStates:
             }
             for s in states
         ]
-        # Mostly new keys (a CRM export): one plain insert, the cheapest write on every store;
-        # the keys that exist already are then replaced by _id.
-        try:
-            await self._states.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            existing = _duplicates(exc, [d["_id"] for d in docs])
-            await self._states.bulk_write(
-                [ReplaceOne({"_id": d["_id"]}, d) for d in docs if d["_id"] in existing], ordered=False
-            )
+        # New keys (a CRM export) in one plain insert, the cheapest write on every store; the keys
+        # known to exist, and those the insert finds existing, replaced by _id.
+        known = {_key(*k) for k in existing}
+        replaced = [d for d in docs if d["_id"] in known]
+        inserted = [d for d in docs if d["_id"] not in known]
+        if inserted:
+            try:
+                await self._states.insert_many(inserted, ordered=False)
+            except BulkWriteError as exc:
+                found = _duplicates(exc, [d["_id"] for d in inserted])
+                replaced += [d for d in inserted if d["_id"] in found]
+        if replaced:
+            await self._states.bulk_write([ReplaceOne({"_id": d["_id"]}, d) for d in replaced], ordered=False)
 
 
 def _duplicates(exc: BulkWriteError, ids: list[Any]) -> set[Any]:

@@ -1,6 +1,6 @@
 """Ports: the narrow interfaces the service layer needs from infrastructure."""
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -151,5 +151,8 @@ class SyncStates(Protocol):
     async def get_many(self, *, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], SyncState]:
         """By (customer_id, external_id); point reads."""
 
-    async def put_many(self, *, states: Sequence[SyncState]) -> None:
-        """Upsert in one round trip (one writer per key: sync messages are keyed by it)."""
+    async def put_many(
+        self, *, states: Sequence[SyncState], existing: Set[tuple[str, str]] = frozenset()
+    ) -> None:
+        """Upsert in one round trip (one writer per key: sync messages are keyed by it);
+        ``existing``: the keys known to hold a state already (replaced, not inserted)."""

@@ -80,6 +80,7 @@ async def apply_sync_batch(
     latest = list(newest.values())
     groups = [latest[lane::lanes] for lane in range(lanes)]
     states: list[SyncState] = []
+    existing: set[Key] = set()
     held = HeldReleases(svc.addresses)
     batch_svc = dataclasses.replace(svc, addresses=held)
     for part in await asyncio.gather(*(_apply(group, svc=batch_svc) for group in groups if group)):
@@ -87,9 +88,10 @@ async def apply_sync_batch(
         report.failed |= part.failed
         report.events += part.events
         states += part.states
+        existing |= part.existing
 
     await asyncio.gather(svc.events.publish(events=report.events), held.write())
-    await svc.sync_states.put_many(states=states)
+    await svc.sync_states.put_many(states=states, existing=existing)
     report.applied = len(states)
     return report
 
@@ -97,6 +99,8 @@ async def apply_sync_batch(
 @dataclass
 class _Part(SyncReport):
     states: list[SyncState] = field(default_factory=list)
+    existing: set[Key] = field(default_factory=set)
+    """The keys found holding a state already."""
 
     def add(self, outcome: ManyOutcome, messages: dict[int, SyncMessage]) -> None:
         self.events += outcome.events
@@ -135,6 +139,7 @@ async def _apply(newest: list[tuple[int, SyncMessage]], *, svc: Services) -> _Pa
     checks.sort(key=lambda pm: pm[0])
     keys = [(m.customer_id, m.external_id) for _, m in checks]
     applied = await svc.sync_states.get_many(keys=keys)
+    part.existing |= set(applied)
     updates: dict[str, list[NewItem]] = defaultdict(list)
     for key, (position, message) in zip(keys, checks, strict=True):
         state = applied.get(key)

@@ -1,7 +1,7 @@
 """Hand-written fakes of the service layer's ports: dictionaries, no I/O."""
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from datetime import UTC, datetime, timedelta
 
 from service.domain.model import Address, Contact
@@ -175,7 +175,9 @@ class FakeSyncStates:
         self.reads += keys
         return {k: self.states[k] for k in keys if k in self.states}
 
-    async def put_many(self, *, states: Sequence[SyncState]) -> None:
+    async def put_many(
+        self, *, states: Sequence[SyncState], existing: Set[tuple[str, str]] = frozenset()
+    ) -> None:
         if self.fail_next:
             self.fail_next -= 1
             raise ConnectionError("store unreachable (fake)")
