@@ -12,18 +12,20 @@ from pydantic import ValidationError, WithJsonSchema
 
 from contracts import topics
 from contracts.commands import COMMAND_ADAPTER, ContactCommand
-from contracts.errors import Error, ErrorCode
 from service.config import Settings
 from service.entrypoints.messaging import (
     REQUEST_FETCH_MAX_WAIT_MS,
     DeadLetters,
     Replier,
+    bad_input,
+    gave_up,
     input_error,
     is_transient,
     one_record_schema,
     poll_again_at_once,
     raw_records,
     reject,
+    retry_delay,
     tolerant_batch_parser,
 )
 from service.entrypoints.polling import keep_polling
@@ -103,7 +105,7 @@ class Commands:
                 return None
             if attempt == self._max_attempts:
                 break
-            delay = min(self._backoff_max, 0.1 * 2**attempt)
+            delay = retry_delay(attempt, self._backoff_max)
             log.warning(
                 "attempt %d of %s failed (%r); again in %.1fs", attempt, command.command_id, exc, delay
             )
@@ -116,13 +118,11 @@ class Commands:
             except Exception as again:
                 exc = again
         log.error("giving up on %s[%s]@%s: %r", record.topic, record.partition, record.offset, exc)
-        failure = Error(code=ErrorCode.PROCESSING_FAILED, message=f"could not be applied: {exc!r}")
-        await self._dead_letters.send(record, failure)
+        await self._dead_letters.send(record, gave_up(exc))
         return None
 
     async def _reject(self, record: ConsumerRecord[Any, Any], exc: Exception) -> None:
-        error = input_error(exc) or Error(code=ErrorCode.INVALID_ARGUMENT, message=str(exc))
-        await reject(record, error, replier=self._replier, dead_letters=self._dead_letters)
+        await reject(record, bad_input(exc), replier=self._replier, dead_letters=self._dead_letters)
 
 
 def build_router(*, settings: Settings, commands: Commands, replier: Replier, router: KafkaRouter) -> None:

@@ -9,13 +9,12 @@ from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 
 from contracts import topics
-from contracts.errors import Error, ErrorCode
 from contracts.sync import SYNC_ADAPTER, SyncResult, sync_key
 from service.config import Settings
 from service.entrypoints.messaging import (
     Counters,
     DeadLetters,
-    input_error,
+    bad_input,
     raw_records,
     tolerant_batch_parser,
 )
@@ -65,8 +64,7 @@ def build_router(
             try:
                 parsed[position] = SYNC_ADAPTER.validate_json(record.value or b"")
             except ValidationError as exc:
-                reason = input_error(exc) or Error(code=ErrorCode.INVALID_ARGUMENT, message=str(exc))
-                await dead_letters.send(record, reason)
+                await dead_letters.send(record, bad_input(exc))
                 counters.add("sync_dead_lettered")
         report = await apply_sync_batch(list(parsed.items()), svc=svc, lanes=settings.sync_lanes)
         sends = []

@@ -17,7 +17,7 @@ from service.config import Settings
 from service.entrypoints.messaging import (
     DeadLetters,
     Replier,
-    input_error,
+    bad_input,
     is_transient,
     one_record_schema,
     poll_again_at_once,
@@ -70,8 +70,7 @@ class Answers:
             try:
                 query = q.LOOKUP_ADAPTER.validate_json(record.value or b"")
             except ValidationError as exc:
-                error = input_error(exc) or Error(code=ErrorCode.INVALID_ARGUMENT, message=str(exc))
-                await reject(record, error, replier=self._replier, dead_letters=self._dead_letters)
+                await reject(record, bad_input(exc), replier=self._replier, dead_letters=self._dead_letters)
                 return
             reply: ContactReply | BatchLookupReply | ErrorReply | bytes
             try:

@@ -346,6 +346,21 @@ def input_error(exc: BaseException) -> Error | None:
     return Error(code=ErrorCode.INVALID_ARGUMENT, message=first["msg"], field=field_path(loc) or None)
 
 
+def bad_input(exc: Exception) -> Error:
+    """The error to report for a record that did not parse: ``input_error``'s, else INVALID_ARGUMENT."""
+    return input_error(exc) or Error(code=ErrorCode.INVALID_ARGUMENT, message=str(exc))
+
+
+def gave_up(exc: BaseException) -> Error:
+    """The reason a message is dead-lettered after its last attempt failed."""
+    return Error(code=ErrorCode.PROCESSING_FAILED, message=f"could not be applied: {exc!r}")
+
+
+def retry_delay(attempt: int, backoff_max: float) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: doubling from 0.2 s, at most ``backoff_max``."""
+    return min(backoff_max, 0.1 * 2.0 ** min(attempt, 10))
+
+
 def field_path(loc: list[int | str]) -> str:
     """``["contact", "emails", 0, "address"]`` → ``contact.emails[0].address`` (the domain's style)."""
     path = ""
@@ -405,11 +420,11 @@ class _FailureMiddleware(BaseMiddleware):
         if not is_transient(exc_val) and attempt >= policy.max_attempts:
             policy.attempts.pop(where, None)
             log.exception("giving up on %s after %d attempts", where, attempt, exc_info=exc_val)
-            failure = Error(code=ErrorCode.PROCESSING_FAILED, message=f"could not be applied: {exc_val!r}")
+            failure = gave_up(exc_val)
             for record in records:
                 await policy.dead_letters.send(record, failure)
             return True
-        delay = min(policy.backoff_max, 0.1 * 2 ** min(attempt, 10))
+        delay = retry_delay(attempt, policy.backoff_max)
         log.warning("attempt %d on %s failed (%r); retrying in %.1fs", attempt, where, exc_val, delay)
         await asyncio.sleep(delay)
         return False  # not handled: the message is nacked and redelivered
