@@ -231,7 +231,7 @@ class MongoContactRepository:
         return {c.id: c for c in found if c is not None}
 
     async def insert(self, *, contact: Contact, outcome: Outcome) -> bool:
-        await self._insert_entries([contact])
+        await _insert_entries(self._list, [contact])
         try:
             await self._contacts.insert_one(contact_to_doc(contact, outcome))
         except DuplicateKeyError:
@@ -241,7 +241,7 @@ class MongoContactRepository:
     async def insert_many(self, *, items: Sequence[tuple[Contact, Outcome]]) -> set[str]:
         if not items:
             return set()
-        await self._insert_entries([contact for contact, _ in items])
+        await _insert_entries(self._list, [contact for contact, _ in items])
         docs = [contact_to_doc(contact, outcome) for contact, outcome in items]
         try:
             await self._contacts.insert_many(docs, ordered=False)
@@ -294,9 +294,6 @@ class MongoContactRepository:
             for d in docs
             if d is not None
         }
-
-    async def _insert_entries(self, contacts: Sequence[Contact]) -> None:
-        await _insert_entries(self._list, contacts)
 
     async def list_active(
         self, *, customer_id: str, limit: int, after: tuple[datetime, str] | None

@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from contracts.models import ContactInput
 from service.domain.errors import AddressAlreadyExists
 from service.domain.model import Address, Contact
+from service.service_layer import mapping
 from service.service_layer.context import Services
 from service.service_layer.ports import FREE, AddressBook, Claim
 
@@ -80,12 +82,24 @@ async def release_addresses(
 
 
 async def release(address: Address, *, customer_id: str, contact_id: str, svc: Services) -> None:
-    await svc.addresses.release(
-        customer_id=customer_id,
-        address=address,
-        contact_id=contact_id,
-        keep_free=address.kind == "external",
-    )
+    await svc.addresses.release_many(customer_id=customer_id, released=[release_of(address, contact_id)])
+
+
+def release_of(address: Address, contact_id: str) -> "Release":
+    """``contact_id`` giving ``address`` up: an external id's claim is kept, owned by no one."""
+    return (address, contact_id, address.kind == "external")
+
+
+def wanted_by(contact_input: ContactInput, *, default_region: str) -> set[Address]:
+    """The addresses a contact made from ``contact_input`` holds (raises on an invalid one)."""
+    wanted = {
+        Address("phone", mapping.new_phone(p, default_region=default_region, field="").number_e164)
+        for p in contact_input.phone_numbers
+    }
+    wanted |= {Address("email", mapping.new_email(e, field="").address) for e in contact_input.emails}
+    if contact_input.external_id:
+        wanted.add(Address("external", contact_input.external_id))
+    return wanted
 
 
 async def resolve(address: Address, *, customer_id: str, svc: Services) -> Contact | None:
@@ -140,7 +154,7 @@ class HeldReleases:
             await self._ahead_done
         unused, self.ahead = self.ahead, {}
         for (customer_id, address), owner in unused.items():
-            self.held.setdefault(customer_id, []).append((address, owner, address.kind == "external"))
+            self.held.setdefault(customer_id, []).append(release_of(address, owner))
         await self.write()
 
     async def release(

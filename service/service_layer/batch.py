@@ -29,7 +29,7 @@ from service.domain.errors import DomainError
 from service.domain.model import Address
 from service.domain.normalize import normalize_email, normalize_phone
 from service.service_layer import mapping
-from service.service_layer.addresses import Footprint, HeldReleases
+from service.service_layer.addresses import Footprint, HeldReleases, wanted_by
 from service.service_layer.context import Services
 from service.service_layer.handlers import handle_command
 from service.service_layer.ports import (
@@ -124,10 +124,7 @@ def _footprint(command: c.ContactCommand, *, default_region: str) -> Footprint:
     claims: set[Address] = set()
     releases = isinstance(command, c.DeleteContact | c.RemovePhoneNumber | c.RemoveEmail)
     if isinstance(command, c.CreateContact):
-        claims |= {phone(p.number, p.region) for p in command.contact.phone_numbers}
-        claims |= {email(e.address) for e in command.contact.emails}
-        if command.contact.external_id:
-            claims.add(Address("external", command.contact.external_id))
+        claims |= wanted_by(command.contact, default_region=default_region)
     elif isinstance(command, c.UpdateContact) and "external_id" in command.changes.model_fields_set:
         releases = True
         if command.changes.external_id:

@@ -20,7 +20,13 @@ from contracts.replies import BulkCreateReply, BulkDeleteReply, BulkItemResult, 
 from service.domain.errors import AddressAlreadyExists, DomainError
 from service.domain.model import Address, Contact
 from service.service_layer import mapping
-from service.service_layer.addresses import Footprint, claim_addresses, release_addresses
+from service.service_layer.addresses import (
+    Footprint,
+    claim_addresses,
+    release_addresses,
+    release_of,
+    wanted_by,
+)
 from service.service_layer.commands import (
     ConcurrentChange,
     Origin,
@@ -227,16 +233,11 @@ async def _upsert(
 
 def _footprint(item: NewItem, holder: "Holder | None", *, svc: Services) -> Footprint:
     """What upserting ``item`` may claim or give up, given the contact holding its external id."""
-    source = item.contact_input
     try:
-        wanted = {
-            Address("phone", mapping.new_phone(p, default_region=svc.default_region, field="").number_e164)
-            for p in source.phone_numbers
-        }
-        wanted |= {Address("email", mapping.new_email(e, field="").address) for e in source.emails}
+        wanted = wanted_by(item.contact_input, default_region=svc.default_region)
     except DomainError:
         return Footprint(frozenset(), releases=False)  # it fails without touching anything
-    external = Address("external", source.external_id)
+    external = Address("external", item.contact_input.external_id)
     wanted.add(external)
     if holder is None:  # not read: it may update any contact
         return Footprint(frozenset(wanted), releases=True)
@@ -511,7 +512,7 @@ async def bulk_delete_contacts(command: c.BulkDeleteContacts, svc: Services) -> 
             done[contact_id] = found.last_outcome.events  # deleted by an earlier delivery
         else:
             contact, version = found.contact, found.contact.version
-            released += [(a, contact_id, a.kind == "external") for a in contact.addresses()]
+            released += [release_of(a, contact_id) for a in contact.addresses()]
             events = _soft_delete(contact, origin=command, svc=svc)
             writes.append(
                 (contact, version, Outcome(customer_id, item_ids[contact_id], command.type, {}, events))
