@@ -13,6 +13,12 @@ def format_timestamp(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
+def parse_timestamp(value: str) -> datetime:
+    """``format_timestamp``'s text back as the instant (fromisoformat reads the "Z" since 3.11, at a
+    fraction of strptime's cost)."""
+    return datetime.fromisoformat(value)
+
+
 def _to_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp must carry a timezone")

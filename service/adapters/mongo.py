@@ -8,7 +8,7 @@ composite string keys; other indexes serve MongoDB where lists and CRM lookups n
 import asyncio
 import contextlib
 import json
-from collections.abc import Sequence, Set
+from collections.abc import Callable, Sequence, Set
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,8 +17,9 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from service.domain.model import Address, Contact, Email, PhoneNumber
-from service.service_layer.mapping import contact_json
+from contracts.models import format_timestamp, parse_timestamp
+from service.domain.model import Address, Contact
+from service.service_layer.mapping import contact_from_json, contact_json
 from service.service_layer.ports import FREE, Claim, LoggedOutcome, Outcome, StoredContact, SyncState
 
 Doc = dict[str, Any]
@@ -36,135 +37,28 @@ def _key(*parts: str) -> str:
     return json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
 
 
-def _ts(value: datetime | None) -> str | None:
-    # Fixed-width UTC strings sort like the instants they name and keep microseconds (BSON dates don't).
-    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _dt(value: str | None) -> datetime | None:
-    # fromisoformat reads _ts's form (the "Z" too, since 3.11) in a twentieth of strptime's time:
-    # three of these per contact read were most of the caller directory's CPU while it loaded.
-    return None if value is None else datetime.fromisoformat(value)
-
-
-def _req_dt(value: str) -> datetime:
-    parsed = _dt(value)
-    assert parsed is not None
-    return parsed
-
-
 # --- documents ---
 
 
 def contact_to_doc(contact: Contact, outcome: Outcome | None) -> Doc:
-    return {
-        "_id": contact.id,
-        "customer_id": contact.customer_id,
-        "first_name": contact.first_name,
-        "last_name": contact.last_name,
-        "display_name": contact.display_name,
-        "company": contact.company,
-        "job_title": contact.job_title,
-        "notes": contact.notes,
-        "source": contact.source,
-        "external_id": contact.external_id,
-        "phone_numbers": [
-            {
-                "id": p.id,
-                "number": p.number,
-                "number_e164": p.number_e164,
-                "extension": p.extension,
-                "type": p.type,
-                "is_primary": p.is_primary,
-                "tm_create": _ts(p.tm_create),
-            }
-            for p in contact.phone_numbers
-        ],
-        "emails": [
-            {
-                "id": e.id,
-                "address": e.address_value,
-                "type": e.type,
-                "is_primary": e.is_primary,
-                "tm_create": _ts(e.tm_create),
-            }
-            for e in contact.emails
-        ],
-        "tag_ids": list(contact.tag_ids),
-        "tm_create": _ts(contact.tm_create),
-        "tm_update": _ts(contact.tm_update),
-        "tm_delete": _ts(contact.tm_delete),
-        "version": contact.version,
-        "last_outcome": _compact(outcome_to_doc(outcome), contact) if outcome else None,
-    }
-
-
-# The outcome stored with a contact names that very contact (after the change) in its reply and
-# events: stored verbatim it would hold the contact three times over, and every read of the
-# document (lookups included) would pay for it. Copies equal to the document's own contact are
-# stored as this marker and rebuilt from the document on read; anything else stays verbatim.
-_SELF = "=contact"
-_REPLY_KEYS = frozenset({"result", "contact"})
-
-
-def _compact(outcome: Doc, contact: Contact) -> Doc:
+    """The contact's wire form under ``_id``, with its version and the outcome that made it."""
     own = contact_json(contact)
-    # A command's reply names it in "result", a bulk or sync item's in "contact".
-    reply = {k: _SELF if k in _REPLY_KEYS and v == own else v for k, v in outcome["reply"].items()}
-    events = [{**e, "contact": _SELF} if e.get("contact") == own else e for e in outcome["events"]]
-    return {**outcome, "reply": reply, "events": events}
-
-
-def _inflate(outcome: Doc, contact: Contact) -> Doc:
-    own: Doc | None = None
-
-    def self_wire() -> Doc:
-        nonlocal own
-        if own is None:
-            own = contact_json(contact)
-        return own
-
-    reply = {k: self_wire() if k in _REPLY_KEYS and v == _SELF else v for k, v in outcome["reply"].items()}
-    events = [
-        {**e, "contact": self_wire()} if e.get("contact") == _SELF else e for e in outcome.get("events", [])
-    ]
-    return {**outcome, "reply": reply, "events": events}
+    doc: Doc = {"_id": contact.id}
+    doc.update((k, v) for k, v in own.items() if k != "id")
+    doc["version"] = contact.version
+    doc["last_outcome"] = None if outcome is None else _OwnRefs(own).compact(outcome_to_doc(outcome))
+    return doc
 
 
 def contact_from_doc(doc: Doc) -> Contact:
-    return Contact(
-        id=doc["_id"],
-        customer_id=doc["customer_id"],
-        source=doc["source"],
-        tm_create=_req_dt(doc["tm_create"]),
-        first_name=doc.get("first_name", ""),
-        last_name=doc.get("last_name", ""),
-        display_name=doc.get("display_name", ""),
-        company=doc.get("company", ""),
-        job_title=doc.get("job_title", ""),
-        notes=doc.get("notes", ""),
-        external_id=doc.get("external_id", ""),
-        phone_numbers=[
-            PhoneNumber(
-                p["id"],
-                p["number"],
-                p["number_e164"],
-                p["type"],
-                p["is_primary"],
-                _req_dt(p["tm_create"]),
-                p.get("extension", ""),
-            )
-            for p in doc.get("phone_numbers", [])
-        ],
-        emails=[
-            Email(e["id"], e["address"], e["type"], e["is_primary"], _req_dt(e["tm_create"]))
-            for e in doc.get("emails", [])
-        ],
-        tag_ids=list(doc.get("tag_ids", [])),
-        tm_update=_dt(doc.get("tm_update")),
-        tm_delete=_dt(doc.get("tm_delete")),
-        version=doc.get("version", 1),
-    )
+    return contact_from_json({**doc, "id": doc["_id"]}, version=doc.get("version", 1))
+
+
+def _stored(doc: Doc) -> StoredContact:
+    contact = contact_from_doc(doc)
+    last = doc.get("last_outcome")
+    outcome = None if not last else outcome_from_doc(_OwnRefs(contact_json(contact)).inflate(last))
+    return StoredContact(contact=contact, last_outcome=outcome)
 
 
 def outcome_to_doc(outcome: Outcome) -> Doc:
@@ -187,12 +81,60 @@ def outcome_from_doc(doc: Doc) -> Outcome:
     )
 
 
-def _stored(doc: Doc) -> StoredContact:
-    contact = contact_from_doc(doc)
-    last = doc.get("last_outcome")
-    return StoredContact(
-        contact=contact, last_outcome=outcome_from_doc(_inflate(last, contact)) if last else None
-    )
+class _Refs:
+    """Contacts a document holds anyway, by the marker that stands for each.
+
+    An outcome names whole contacts in its reply and in each event; stored verbatim, a contact
+    would be held several times over and every read would pay for it. A copy equal to a contact
+    the document already holds is stored as that contact's marker, and put back on read; a copy
+    of any other state stays verbatim.
+    """
+
+    reply_sites: frozenset[str] = frozenset()  # the reply's keys whose value may be a marker
+
+    def __init__(self, held: dict[str, Doc]) -> None:
+        self._held = held
+        self._by_id = {c["id"]: marker for marker, c in held.items()}
+
+    def _ref(self, value: Any) -> Any:
+        key = value.get("id") if isinstance(value, dict) else None
+        marker = self._by_id.get(key) if isinstance(key, str) else None
+        return marker if marker is not None and self._held[marker] == value else value
+
+    def _deref(self, value: Any) -> Any:
+        return self._held.get(value, value) if isinstance(value, str) else value
+
+    def compact(self, outcome: Doc) -> Doc:
+        return self._map(outcome, self._ref)
+
+    def inflate(self, outcome: Doc) -> Doc:
+        return self._map(outcome, self._deref)
+
+    def _map(self, outcome: Doc, swap: Callable[[Any], Any]) -> Doc:
+        reply = {k: swap(v) if k in self.reply_sites else v for k, v in outcome["reply"].items()}
+        events = [
+            {**e, "contact": swap(e["contact"])} if "contact" in e else e for e in outcome.get("events", [])
+        ]
+        return {**outcome, "reply": reply, "events": events}
+
+
+class _OwnRefs(_Refs):
+    """In a contact's document: its own state, which the outcome's reply names too (a command's
+    ``result``, a bulk or sync item's ``contact``)."""
+
+    reply_sites = frozenset({"result", "contact"})
+
+    def __init__(self, own: Doc) -> None:
+        super().__init__({"=contact": own})
+
+
+class _ReplyRefs(_Refs):
+    """In a command log entry: the contacts of the reply itself, which the events name again."""
+
+    def __init__(self, reply: Doc) -> None:
+        found = [reply.get("result"), *(reply.get("contacts") or [])]
+        named = [c for c in found if isinstance(c, dict) and isinstance(c.get("id"), str)]
+        super().__init__({f"=reply:{c['id']}": c for c in named})
 
 
 # --- repositories ---
@@ -299,7 +241,7 @@ class MongoContactRepository:
         self, *, customer_id: str, limit: int, after: tuple[datetime, str] | None
     ) -> list[Contact]:
         prefix = _list_prefix(customer_id)
-        upper = f"{prefix}{_ts(after[0])}|{after[1]}" if after else prefix[:-1] + _PAST_PREFIX
+        upper = f"{prefix}{format_timestamp(after[0])}|{after[1]}" if after else prefix[:-1] + _PAST_PREFIX
         page: list[Contact] = []
         while len(page) < limit:
             wanted = limit - len(page)
@@ -314,7 +256,11 @@ class MongoContactRepository:
             found = await self.read_many(customer_id=customer_id, contact_ids=[i for _, _, i in listed])
             for _, stamp, contact_id in listed:
                 contact = found.get(contact_id)
-                if contact is not None and not contact.is_deleted and _ts(contact.tm_create) == stamp:
+                if (
+                    contact is not None
+                    and not contact.is_deleted
+                    and format_timestamp(contact.tm_create) == stamp
+                ):
                     page.append(contact)
             if len(keys) < wanted:
                 break
@@ -331,6 +277,10 @@ async def _insert_entries(listing: AsyncCollection[Doc], contacts: Sequence[Cont
         _duplicates(exc, [e["_id"] for e in entries])  # written by an earlier delivery: fine
 
 
+def _listed_as(contact: Contact, stamp: str) -> bool:
+    return not contact.is_deleted and format_timestamp(contact.tm_create) == stamp
+
+
 def _list_prefix(customer_id: str) -> str:
     # Hex keeps every key "plain" (printable ASCII, no JSON escapes: what the local store's range
     # pushdown requires) and no customer's prefix is the start of another's ("|" is not hex).
@@ -343,7 +293,7 @@ _PAST_PREFIX = "}"  # sorts right after "|": the upper bound of a customer's who
 def list_key(contact: Contact) -> str:
     """The listing entry's ``_id``: customer, creation time, contact id, so that descending
     ``_id`` order is the list's order (newest first, then by id)."""
-    return f"{_list_prefix(contact.customer_id)}{_ts(contact.tm_create)}|{contact.id}"
+    return f"{_list_prefix(contact.customer_id)}{format_timestamp(contact.tm_create)}|{contact.id}"
 
 
 class MongoAddressBook:
@@ -450,12 +400,12 @@ class MongoCommandLog:
         published = bool(doc.get("published")) or (
             await self._log.find_one({"_id": _key(customer_id, command_id, _PUBLISHED)}) is not None
         )
-        return LoggedOutcome(outcome_from_doc(_inflate_events(doc)), published)
+        return LoggedOutcome(outcome_from_doc(_ReplyRefs(doc["reply"]).inflate(doc)), published)
 
     async def record(self, *, outcome: Outcome) -> None:
         await self._log.update_one(
             {"_id": _key(outcome.customer_id, outcome.command_id)},
-            {"$setOnInsert": {**_compact_events(outcome_to_doc(outcome)), "tm_create": datetime.now(UTC)}},
+            {"$setOnInsert": {**_log_doc(outcome), "tm_create": datetime.now(UTC)}},
             upsert=True,
         )
 
@@ -464,7 +414,7 @@ class MongoCommandLog:
         docs = [
             {
                 "_id": _key(o.customer_id, o.command_id),
-                **_compact_events(outcome_to_doc(o)),
+                **_log_doc(o),
                 "tm_create": now,
                 "published": published,
             }
@@ -483,35 +433,10 @@ class MongoCommandLog:
 
 
 _PUBLISHED = "published"
-_IN_REPLY = "=reply:"
 
 
-def _reply_contacts(reply: Doc) -> dict[str, Doc]:
-    """The contacts a reply holds, by id: a command's ``result``, a bulk reply's ``contacts``."""
-    found = [reply.get("result"), *(reply.get("contacts") or [])]
-    return {c["id"]: c for c in found if isinstance(c, dict) and isinstance(c.get("id"), str)}
-
-
-def _compact_events(doc: Doc) -> Doc:
-    contacts = _reply_contacts(doc["reply"])
-    events = [
-        {**e, "contact": _IN_REPLY + c["id"]}
-        if isinstance(c := e.get("contact"), dict) and contacts.get(str(c.get("id"))) == c
-        else e
-        for e in doc["events"]
-    ]
-    return {**doc, "events": events}
-
-
-def _inflate_events(doc: Doc) -> Doc:
-    contacts = _reply_contacts(doc["reply"])
-    events = [
-        {**e, "contact": contacts[c.removeprefix(_IN_REPLY)]}
-        if isinstance(c := e.get("contact"), str) and c.startswith(_IN_REPLY)
-        else e
-        for e in doc.get("events", [])
-    ]
-    return {**doc, "events": events}
+def _log_doc(outcome: Outcome) -> Doc:
+    return _ReplyRefs(outcome.reply).compact(outcome_to_doc(outcome))
 
 
 class MongoSyncStates:
@@ -631,7 +556,7 @@ async def _backfill_listing(db: AsyncDatabase[Doc]) -> None:
     fields = {"_id": True, "customer_id": True, "tm_create": True, "tm_delete": True}
     async for doc in db[CONTACTS].find({}, fields):
         if doc.get("tm_delete") is None:
-            batch.append(Contact(doc["_id"], doc["customer_id"], "", _req_dt(doc["tm_create"])))
+            batch.append(Contact(doc["_id"], doc["customer_id"], "", parse_timestamp(doc["tm_create"])))
         if len(batch) >= 1000:
             await _insert_entries(db[CONTACT_LIST], batch)
             batch.clear()

@@ -7,28 +7,28 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from contracts import commands as c
-from service.adapters.mongo import (
-    _compact_events,
-    _dt,
-    _inflate_events,
-    _stored,
-    _ts,
-    contact_to_doc,
-    outcome_to_doc,
-)
+from contracts.models import format_timestamp, parse_timestamp
+from service.adapters.mongo import _log_doc, _ReplyRefs, _stored, contact_to_doc, outcome_to_doc
+from service.domain.model import Contact
 from service.service_layer.context import Services
 from service.service_layer.handlers import handle_command
+from service.service_layer.mapping import contact_json
 from service.service_layer.ports import Outcome
-from tests.unit.fakes import make_services
+from tests.unit.fakes import FakeCommandLog, FakeContacts, make_services
 
 CUST = "5e4a0680-804e-11ec-8477-2fea5968d85b"
 
 
-async def _applied(*commands: c.ContactCommand) -> tuple[object, Outcome]:
+def _rows(svc: Services) -> list[tuple[Contact, Outcome | None]]:
+    assert isinstance(svc.contacts, FakeContacts)
+    return list(svc.contacts.rows.values())
+
+
+async def _applied(*commands: c.ContactCommand) -> tuple[Contact, Outcome]:
     svc = make_services()
     for command in commands:
         await handle_command(command, svc=svc)
-    [(contact, outcome)] = svc.contacts.rows.values()  # type: ignore[attr-defined]
+    [(contact, outcome)] = _rows(svc)
     assert outcome is not None
     return contact, outcome
 
@@ -50,10 +50,10 @@ def _create() -> c.CreateContact:
 
 async def test_created_contact_and_its_outcome_read_back_equal() -> None:
     contact, outcome = await _applied(_create())
-    stored = _stored(contact_to_doc(contact, outcome))  # type: ignore[arg-type]
+    stored = _stored(contact_to_doc(contact, outcome))
     assert stored.contact == contact
     assert stored.last_outcome == outcome
-    assert outcome.events and outcome.reply["result"]["id"] == contact.id  # type: ignore[attr-defined]
+    assert outcome.events and outcome.reply["result"]["id"] == contact.id
 
 
 async def test_updated_contact_and_its_outcome_read_back_equal() -> None:
@@ -62,19 +62,27 @@ async def test_updated_contact_and_its_outcome_read_back_equal() -> None:
         {
             "command_id": "cmd-2",
             "customer_id": CUST,
-            "contact_id": first.id,  # type: ignore[attr-defined]
+            "contact_id": first.id,
             "changes": {"company": "Acme"},
         }
     )
     contact, outcome = await _applied(_create(), update)
     assert outcome.command_id == "cmd-2" and outcome.events[0]["changed_fields"] == ["company"]
-    stored = _stored(contact_to_doc(contact, outcome))  # type: ignore[arg-type]
+    stored = _stored(contact_to_doc(contact, outcome))
     assert stored.last_outcome == outcome
+
+
+async def test_the_document_is_the_wire_form_under_its_id() -> None:
+    contact, outcome = await _applied(_create())
+    doc = contact_to_doc(contact, outcome)
+    own = {k: v for k, v in doc.items() if k not in {"_id", "version", "last_outcome"}}
+    assert {"id": doc["_id"], **own} == contact_json(contact)
+    assert doc["version"] == contact.version
 
 
 async def test_the_document_holds_the_contact_once() -> None:
     contact, outcome = await _applied(_create())
-    doc = contact_to_doc(contact, outcome)  # type: ignore[arg-type]
+    doc = contact_to_doc(contact, outcome)
     assert repr(doc).count("John@Example.com".lower()) == 1  # the email appears in the contact fields only
     assert doc["last_outcome"]["reply"]["result"] == "=contact"
     assert doc["last_outcome"]["events"][0]["contact"] == "=contact"
@@ -84,7 +92,7 @@ async def test_an_outcome_naming_another_state_is_stored_verbatim() -> None:
     contact, outcome = await _applied(_create())
     older = dict(outcome.reply["result"], first_name="Johnny")
     foreign = dataclasses.replace(outcome, reply={**outcome.reply, "result": older})
-    stored = _stored(contact_to_doc(contact, foreign))  # type: ignore[arg-type]
+    stored = _stored(contact_to_doc(contact, foreign))
     assert stored.last_outcome == foreign
 
 
@@ -103,7 +111,7 @@ async def _bulk_of_two() -> Services:
 
 async def test_a_bulk_item_outcome_holds_the_contact_once_and_reads_back_equal() -> None:
     svc = await _bulk_of_two()
-    rows = list(svc.contacts.rows.values())  # type: ignore[attr-defined]
+    rows = _rows(svc)
     assert len(rows) == 2
     for contact, outcome in rows:
         doc = contact_to_doc(contact, outcome)
@@ -113,17 +121,19 @@ async def test_a_bulk_item_outcome_holds_the_contact_once_and_reads_back_equal()
 
 async def test_a_command_log_entry_holds_each_contact_once_and_reads_back_equal() -> None:
     svc = await _bulk_of_two()
-    [entry] = svc.log.entries.values()  # type: ignore[attr-defined]
+    assert isinstance(svc.log, FakeCommandLog)
+    [entry] = svc.log.entries.values()
     doc = outcome_to_doc(entry.outcome)
-    stored = _compact_events(doc)
+    stored = _log_doc(entry.outcome)
     assert [e["contact"] for e in stored["events"]] == [f"=reply:{x['id']}" for x in doc["reply"]["contacts"]]
-    assert _inflate_events(stored) == doc
+    assert _ReplyRefs(doc["reply"]).inflate(stored) == doc
     # An event naming a state other than the reply's is stored as it is.
     changed = {
         **doc,
         "events": [{**doc["events"][0], "contact": {**doc["events"][0]["contact"], "notes": "x"}}],
     }
-    assert _compact_events(changed) == changed and _inflate_events(changed) == changed
+    refs = _ReplyRefs(changed["reply"])
+    assert refs.compact(changed) == changed and refs.inflate(changed) == changed
 
 
 @given(
@@ -132,8 +142,8 @@ async def test_a_command_log_entry_holds_each_contact_once_and_reads_back_equal(
 )
 def test_stored_timestamps_read_back_as_the_same_utc_instant(when: datetime, offset_minutes: int) -> None:
     instant = when.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
-    stored = _ts(instant)
-    assert stored is not None and stored.endswith("Z") and len(stored) == 27  # fixed width: sorts as instants
-    back = _dt(stored)
-    assert back == instant and back is not None and back.utcoffset() == timedelta(0)
+    stored = format_timestamp(instant)
+    assert stored.endswith("Z") and len(stored) == 27  # fixed width: sorts as instants
+    back = parse_timestamp(stored)
+    assert back == instant and back.utcoffset() == timedelta(0)
     assert back == datetime.strptime(stored, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
