@@ -14,10 +14,9 @@ from faststream import FastStream
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts import topics
-from contracts.events import ContactEvent
-from contracts.sync import SyncResult
 from service.adapters.directory_feed import KafkaDirectoryFeed
 from service.adapters.kafka import KafkaEventPublisher
 from service.adapters.mongo import (
@@ -28,20 +27,18 @@ from service.adapters.mongo import (
     ensure_schema,
     make_client,
 )
+from service.compat import KafkaPublisher, tolerant_parser
 from service.config import Settings
-from service.entrypoints import commands, crm_sync, lookups, queries
-from service.entrypoints.health import HealthServer
-from service.entrypoints.messaging import (
-    Counters,
-    DeadLetters,
-    FailurePolicy,
-    Replier,
-    tolerant_parser,
-)
+from service.entrypoints import commands, crm_sync, lookups, publishers, queries
+from service.entrypoints.dead_letters import DeadLetters
+from service.entrypoints.failures import FailurePolicy
+from service.entrypoints.health import Counters, HealthServer
+from service.entrypoints.replies import Replier
 from service.service_layer.context import Services
 from service.service_layer.directory import CallerDirectory
 
 log = logging.getLogger("contact_service")
+Database = AsyncDatabase[dict[str, Any]]
 
 DESCRIPTION = """\
 The address book behind calls and messages. Contacts with several phone numbers (normalized to
@@ -75,64 +72,58 @@ def build(
 ) -> Application:
     """Wire the application. ``adapt`` may wrap the services (tests inject faults through it)."""
     settings = settings or Settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    broker = make_broker(settings)
+    mongo = make_client(settings.mongodb_url)
+    db = mongo[settings.mongodb_database]
+    router = KafkaRouter()
+    out = publishers.declare(router, settings)
+    directory = make_directory(settings, db) if settings.lookup_directory else None
+    services = make_services(settings, db, events=out.events, directory=directory)
+    if adapt is not None:
+        services = adapt(services)
+    wiring = Messaging.make(settings, dead_letters=out.dead_letters)
+    answers = include_routers(router, settings, services, wiring, sync_results=out.sync_results)
+    broker.include_router(router)
+    health = make_health(settings, broker, mongo, wiring.counters, directory)
+    lifecycle = Lifecycle(settings, db, mongo, wiring.replier, directory, health, answers)
+    app = FastStream(
+        broker,
+        on_startup=[lifecycle.on_startup],
+        after_startup=[lifecycle.after_startup],
+        on_shutdown=[lifecycle.on_shutdown],
+        after_shutdown=[lifecycle.after_shutdown],
+        specification=AsyncAPI(title="contact-service", version="1.0.0", description=DESCRIPTION),
+    )
+    return Application(app, broker, mongo, services, health, wiring.counters, settings)
 
-    broker = KafkaBroker(
+
+def make_broker(settings: Settings) -> KafkaBroker:
+    return KafkaBroker(
         settings.kafka_bootstrap_servers,
         acks="all",
         enable_idempotence=True,
         client_id="contact-service",
-        # FastStream logs "Received"/"Processed" per message at this level: per-message noise
-        # (and ~5 % of a lookup's CPU) at INFO; visible with LOG_LEVEL=DEBUG.
+        # FastStream logs "Received"/"Processed" per message at this level: noise at INFO.
         log_level=logging.DEBUG,
         description="Kafka cluster carrying contact commands, queries, lookups and events.",
     )
-    mongo = make_client(settings.mongodb_url)
-    db = mongo[settings.mongodb_database]
 
-    router = KafkaRouter()
-    events = router.publisher(
-        settings.topic(topics.EVENTS),
-        title="contact-events",
-        description=(
-            "contact.created / contact.updated / contact.deleted: the whole contact after the change, "
-            "changed_fields, a per-contact version, the cause (command id and type) and an event_id to "
-            "dedupe on. Keyed by contact id; headers event_type and event_id."
-        ),
-        schema=ContactEvent,
+
+def make_directory(settings: Settings, db: Database) -> KafkaDirectoryFeed:
+    return KafkaDirectoryFeed(
+        directory=CallerDirectory(),
+        db=db,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        topic=settings.topic(topics.EVENTS),
+        max_contacts=settings.lookup_directory_max_contacts,
+        wait_seconds=settings.lookup_directory_wait_ms / 1000,
     )
-    dead_letter_publisher = router.publisher(
-        settings.topic(topics.DEAD_LETTERS),
-        title="contact-dead-letters",
-        description=(
-            "Messages that could not be parsed or applied, value unchanged, with headers dlq_reason "
-            "(an ErrorCode), dlq_message, dlq_field and dlq_source_topic/partition/offset."
-        ),
-        schema=bytes,
-    )
-    sync_results = router.publisher(
-        settings.topic(topics.SYNC_RESULTS),
-        title="crm-sync-results",
-        description=(
-            "One SyncResult per CRM sync item that could not be applied (for example "
-            "ADDRESS_ALREADY_EXISTS when a synced number belongs to another contact), keyed like "
-            "the sync message, with the source topic/partition/offset."
-        ),
-        schema=SyncResult,
-    )
-    directory = (
-        KafkaDirectoryFeed(
-            directory=CallerDirectory(),
-            db=db,
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            topic=settings.topic(topics.EVENTS),
-            max_contacts=settings.lookup_directory_max_contacts,
-            wait_seconds=settings.lookup_directory_wait_ms / 1000,
-        )
-        if settings.lookup_directory
-        else None
-    )
-    services = Services(
+
+
+def make_services(
+    settings: Settings, db: Database, *, events: KafkaPublisher, directory: KafkaDirectoryFeed | None
+) -> Services:
+    return Services(
         contacts=MongoContactRepository(db),
         addresses=MongoAddressBook(db),
         log=MongoCommandLog(db),
@@ -143,110 +134,135 @@ def build(
         claim_grace=timedelta(seconds=settings.claim_grace_seconds),
         directory=directory,
     )
-    if adapt is not None:
-        services = adapt(services)
-    counters = Counters()
-    replier = Replier(bootstrap_servers=settings.kafka_bootstrap_servers, counters=counters)
-    dead_letters = DeadLetters(dead_letter_publisher)
-    policy = FailurePolicy(
+
+
+@dataclass(frozen=True)
+class Messaging:
+    """What every subscriber shares: counters, the replier, dead letters and the failure policy."""
+
+    counters: Counters
+    replier: Replier
+    dead_letters: DeadLetters
+    policy: FailurePolicy
+
+    @classmethod
+    def make(cls, settings: Settings, *, dead_letters: KafkaPublisher) -> "Messaging":
+        counters = Counters()
+        replier = Replier(bootstrap_servers=settings.kafka_bootstrap_servers, counters=counters)
+        parked = DeadLetters(dead_letters)
+        policy = FailurePolicy(
+            replier=replier,
+            dead_letters=parked,
+            backoff_max=settings.retry_backoff_max_seconds,
+            max_attempts=settings.max_delivery_attempts,
+        )
+        return cls(counters, replier, parked, policy)
+
+
+def include_routers(
+    router: KafkaRouter,
+    settings: Settings,
+    svc: Services,
+    wiring: Messaging,
+    *,
+    sync_results: KafkaPublisher,
+) -> lookups.Answers:
+    """One router per entry point, each under the failure policy; returns the lookup answerer,
+    which the shutdown drains."""
+    replier, dead_letters = wiring.replier, wiring.dead_letters
+    batches = commands.Commands(
+        svc=svc,
         replier=replier,
         dead_letters=dead_letters,
-        backoff_max=settings.retry_backoff_max_seconds,
-        max_attempts=settings.max_delivery_attempts,
-    )
-    command_router = KafkaRouter(middlewares=[policy])
-    command_batches = commands.Commands(
-        svc=services,
-        replier=replier,
-        dead_letters=dead_letters,
         max_attempts=settings.max_delivery_attempts,
         backoff_max=settings.retry_backoff_max_seconds,
     )
-    commands.build_router(settings=settings, commands=command_batches, replier=replier, router=command_router)
-    router.include_router(command_router)
-    query_router = KafkaRouter(middlewares=[policy], parser=tolerant_parser)
-    queries.build_router(settings=settings, svc=services, replier=replier, router=query_router)
-    router.include_router(query_router)
     answers = lookups.Answers(
-        limit=settings.lookup_workers, svc=services, replier=replier, dead_letters=dead_letters
+        limit=settings.lookup_workers, svc=svc, replier=replier, dead_letters=dead_letters
     )
-    lookup_router = KafkaRouter(middlewares=[policy])
-    lookups.build_router(settings=settings, answers=answers, router=lookup_router)
-    router.include_router(lookup_router)
-    sync_router = KafkaRouter(middlewares=[policy])
+    on_commands, on_queries, on_lookups, on_sync = (
+        KafkaRouter(middlewares=[wiring.policy], parser=parser)
+        for parser in (None, tolerant_parser, None, None)
+    )
+    commands.build_router(settings=settings, router=on_commands, commands=batches, replier=replier)
+    queries.build_router(settings=settings, router=on_queries, svc=svc, replier=replier)
+    lookups.build_router(settings=settings, router=on_lookups, answers=answers)
     crm_sync.build_router(
         settings=settings,
-        svc=services,
+        router=on_sync,
+        svc=svc,
         dead_letters=dead_letters,
         results=sync_results,
-        counters=counters,
-        router=sync_router,
+        counters=wiring.counters,
     )
-    router.include_router(sync_router)
-    broker.include_router(router)
+    for part in (on_commands, on_queries, on_lookups, on_sync):
+        router.include_router(part)
+    return answers
 
-    async def mongo_ready() -> bool:
+
+def make_health(
+    settings: Settings,
+    broker: KafkaBroker,
+    mongo: AsyncMongoClient[dict[str, Any]],
+    counters: Counters,
+    directory: KafkaDirectoryFeed | None,
+) -> HealthServer:
+    async def store_ready() -> bool:
         await mongo.admin.command("ping")
         return True
 
     async def broker_ready() -> bool:
         return await broker.ping(timeout=2)
 
-    health = HealthServer(
+    return HealthServer(
         host=settings.health_host,
         port=settings.health_port,
-        checks={"broker": broker_ready, "store": mongo_ready},
+        checks={"broker": broker_ready, "store": store_ready},
         metrics=lambda: dict(counters.values) | (directory_metrics(directory) if directory else {}),
     )
 
-    async def on_startup() -> None:
-        await ensure_schema(db)
-        await ensure_topics(settings)
-        await replier.start()
-        if directory is not None:
-            await directory.start()
 
-    async def after_startup() -> None:
+@dataclass
+class Lifecycle:
+    """Start-up and shutdown, in FastStream's four hooks."""
+
+    settings: Settings
+    db: Database
+    mongo: AsyncMongoClient[dict[str, Any]]
+    replier: Replier
+    directory: KafkaDirectoryFeed | None
+    health: HealthServer
+    answers: lookups.Answers
+
+    async def on_startup(self) -> None:
+        await ensure_schema(self.db)
+        await ensure_topics(self.settings)
+        await self.replier.start()
+        if self.directory is not None:
+            await self.directory.start()
+
+    async def after_startup(self) -> None:
         # What start-up built lives as long as the process: out of the collector's sight, a full
-        # collection no longer walks it (80-110 ms for ~90,000 objects here, a stall for every
-        # lookup in flight). The caller directory freezes what it loads the same way.
+        # collection no longer walks it (a stall for every lookup in flight).
         gc.freeze()
         # Started only once the subscribers run, so "ready" means messages are being consumed.
-        await health.start()
+        await self.health.start()
         log.info(
             "contact-service ready; health on http://%s:%d/readyz",
-            settings.health_host,
-            health.port,
+            self.settings.health_host,
+            self.health.port,
         )
 
-    async def on_shutdown() -> None:
-        await health.stop()
+    async def on_shutdown(self) -> None:
+        await self.health.stop()
 
-    async def after_shutdown() -> None:
-        await answers.drain()  # the subscribers have stopped: answer what was taken, then close
-        if directory is not None:
-            await directory.stop()
-        await replier.stop()
-        await mongo.close()
+    async def after_shutdown(self) -> None:
+        await self.answers.drain()  # the subscribers have stopped: answer what was taken, then close
+        if self.directory is not None:
+            await self.directory.stop()
+        await self.replier.stop()
+        await self.mongo.close()
         gc.unfreeze()  # what was frozen may be garbage now (a process running the app again: tests)
-
-    app = FastStream(
-        broker,
-        on_startup=[on_startup],
-        after_startup=[after_startup],
-        on_shutdown=[on_shutdown],
-        after_shutdown=[after_shutdown],
-        specification=AsyncAPI(title="contact-service", version="1.0.0", description=DESCRIPTION),
-    )
-    return Application(
-        app=app,
-        broker=broker,
-        mongo=mongo,
-        services=services,
-        health=health,
-        counters=counters,
-        settings=settings,
-    )
 
 
 def directory_metrics(feed: KafkaDirectoryFeed) -> dict[str, int]:

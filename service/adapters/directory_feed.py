@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.adapters.mongo import CONTACTS, Doc, contact_from_doc
+from service.compat import cluster_metadata
 from service.service_layer.directory import CallerDirectory
 from service.service_layer.mapping import contact_json
 
@@ -125,8 +126,7 @@ class KafkaDirectoryFeed:
         began = time.perf_counter()
         self._ready = False
         self.directory.clear()
-        # consumer.topics() fetches the same metadata but keeps it from partitions_for_topic().
-        cluster = await consumer._client.fetch_all_metadata()
+        cluster = await cluster_metadata(consumer)
         partitions = cluster.partitions_for_topic(self._topic)
         if not partitions:
             raise RuntimeError(f"topic {self._topic} has no partitions yet")

@@ -3,8 +3,7 @@
 import asyncio
 from collections.abc import Sequence
 
-from faststream.kafka.publisher.usecase import DefaultPublisher as KafkaPublisher
-
+from service.compat import KafkaPublisher
 from service.service_layer.ports import JsonDict
 
 

@@ -12,23 +12,18 @@ from pydantic import ValidationError, WithJsonSchema
 
 from contracts import topics
 from contracts.commands import COMMAND_ADAPTER, ContactCommand
-from service.config import Settings
-from service.entrypoints.messaging import (
-    REQUEST_FETCH_MAX_WAIT_MS,
-    DeadLetters,
-    Replier,
-    bad_input,
-    gave_up,
-    input_error,
-    is_transient,
+from service.compat import (
     one_record_schema,
     poll_again_at_once,
     raw_records,
-    reject,
-    retry_delay,
+    subscriber_consumer,
     tolerant_batch_parser,
 )
+from service.config import Settings
+from service.entrypoints.dead_letters import DeadLetters, reject
+from service.entrypoints.failures import bad_input, gave_up, input_error, is_transient, retry_delay
 from service.entrypoints.polling import keep_polling
+from service.entrypoints.replies import REQUEST_FETCH_MAX_WAIT_MS, Replier
 from service.service_layer.batch import CommandBatch, Stopped
 from service.service_layer.context import Services
 from service.service_layer.ports import JsonDict
@@ -150,6 +145,6 @@ def build_router(*, settings: Settings, commands: Commands, replier: Replier, ro
 
     @poll_again_at_once(subscriber)
     async def on_commands(records: Records) -> None:
-        async with keep_polling(subscriber.consumer, every=settings.poll_while_busy_seconds):
+        async with keep_polling(subscriber_consumer(subscriber), every=settings.poll_while_busy_seconds):
             answered = await commands.apply(records)
         await asyncio.gather(*(replier.reply(record, reply) for record, reply in answered))

@@ -4,23 +4,19 @@ import asyncio
 from typing import Any
 
 from faststream.kafka import KafkaRouter
-from faststream.kafka.publisher.usecase import DefaultPublisher as KafkaPublisher
 from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 
 from contracts import topics
-from contracts.sync import SYNC_ADAPTER, SyncResult, sync_key
+from contracts.sync import SYNC_ADAPTER, SyncMessage, SyncResult, sync_key
+from service.compat import KafkaPublisher, raw_records, subscriber_consumer, tolerant_batch_parser
 from service.config import Settings
-from service.entrypoints.messaging import (
-    Counters,
-    DeadLetters,
-    bad_input,
-    raw_records,
-    tolerant_batch_parser,
-)
+from service.entrypoints.dead_letters import DeadLetters
+from service.entrypoints.failures import bad_input
+from service.entrypoints.health import Counters
 from service.entrypoints.polling import keep_polling
 from service.service_layer.context import Services
-from service.service_layer.sync import SyncMessage, apply_sync_batch
+from service.service_layer.sync import apply_sync_batch
 
 
 def build_router(
@@ -55,7 +51,7 @@ def build_router(
 
     @subscriber
     async def on_sync(records: list[Any]) -> None:
-        async with keep_polling(subscriber.consumer, every=settings.poll_while_busy_seconds):
+        async with keep_polling(subscriber_consumer(subscriber), every=settings.poll_while_busy_seconds):
             await _apply(records)
 
     async def _apply(records: list[Any]) -> None:

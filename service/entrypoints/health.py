@@ -8,6 +8,16 @@ from collections.abc import Awaitable, Callable
 Check = Callable[[], Awaitable[bool]]
 
 
+class Counters:
+    """Process-wide counters, served as JSON on the health listener's /metrics."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, int] = {}
+
+    def add(self, name: str, amount: int = 1) -> None:
+        self.values[name] = self.values.get(name, 0) + amount
+
+
 class HealthServer:
     def __init__(
         self,

@@ -13,18 +13,11 @@ from contracts import queries as q
 from contracts import topics
 from contracts.errors import Error, ErrorCode
 from contracts.replies import BatchLookupReply, ContactReply, ErrorReply
+from service.compat import one_record_schema, poll_again_at_once, raw_records, tolerant_batch_parser
 from service.config import Settings
-from service.entrypoints.messaging import (
-    DeadLetters,
-    Replier,
-    bad_input,
-    is_transient,
-    one_record_schema,
-    poll_again_at_once,
-    raw_records,
-    reject,
-    tolerant_batch_parser,
-)
+from service.entrypoints.dead_letters import DeadLetters, reject
+from service.entrypoints.failures import bad_input, is_transient
+from service.entrypoints.replies import Replier
 from service.service_layer import queries
 from service.service_layer.context import Services
 

@@ -7,7 +7,8 @@ from contracts import queries as q
 from contracts import topics
 from contracts.replies import ContactListReply, ContactReply
 from service.config import Settings
-from service.entrypoints.messaging import REQUEST_FETCH_MAX_WAIT_MS, Replier, current_record
+from service.entrypoints.failures import current_record
+from service.entrypoints.replies import REQUEST_FETCH_MAX_WAIT_MS, Replier
 from service.service_layer import queries
 from service.service_layer.context import Services
 

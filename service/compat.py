@@ -1,0 +1,149 @@
+"""Every place the service leans on FastStream's or aiokafka's internals, and nothing else.
+
+Each function states the assumption it makes about the library; tests/unit/test_compat.py holds
+one test per assumption, so an upgrade that breaks one fails there first, by name.
+"""
+
+import copy
+import itertools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.cluster import ClusterMetadata
+from fast_depends.exceptions import ValidationError as ArgumentsError
+from faststream.kafka.publisher.usecase import DefaultPublisher as KafkaPublisher
+from faststream.kafka.subscriber.usecase import BatchSubscriber
+from pydantic import TypeAdapter, ValidationError
+
+__all__ = [
+    "KafkaPublisher",
+    "cluster_metadata",
+    "one_record_schema",
+    "poll_again_at_once",
+    "raw_records",
+    "readable_headers",
+    "subscriber_consumer",
+    "tolerant_batch_parser",
+    "tolerant_parser",
+    "unwrap_argument_error",
+]
+
+
+async def tolerant_parser(record: ConsumerRecord[Any, Any], original: Callable[..., Awaitable[Any]]) -> Any:
+    """FastStream's parser, minus its failure on header values that are not UTF-8.
+
+    Spring's kafka_correlationId is a binary UUID; FastStream decodes every header as text. The
+    parsed message sees such values blanked; ``raw_message`` keeps the original bytes, which is
+    what replies echo. Assumes: FastStream fails on such a header, a custom parser is called with
+    the record and FastStream's own parser, and the parsed message's ``raw_message`` may be set.
+    """
+    if all(_is_text(value) for _, value in record.headers or ()):
+        return await original(record)
+    readable = copy.copy(record)
+    readable.headers = readable_headers(record.headers)
+    message = await original(readable)
+    message.raw_message = record
+    return message
+
+
+async def tolerant_batch_parser(
+    records: tuple[ConsumerRecord[Any, Any], ...], original: Callable[..., Awaitable[Any]]
+) -> Any:
+    """FastStream's batch parser, minus its failure on header values that are not UTF-8."""
+    readable = []
+    for record in records:
+        clean = copy.copy(record)
+        clean.headers = readable_headers(record.headers)
+        readable.append(clean)
+    message = await original(tuple(readable))
+    message.raw_message = records
+    return message
+
+
+async def raw_records(message: Any, original: Callable[..., Awaitable[Any]]) -> Any:
+    """No decoding: the handler parses each record itself, so one bad record cannot sink a batch.
+
+    Assumes: a batch subscriber's message holds its records as ``raw_message``.
+    """
+    return list(message.raw_message)
+
+
+def one_record_schema(adapter: TypeAdapter[Any]) -> dict[str, Any]:
+    """The JSON schema of what one record of a batch carries, with its definitions inlined: a
+    batch subscriber's documented payload (FastStream documents the list it hands over)."""
+    schema = adapter.json_schema()
+    inlined: dict[str, Any] = _inline(schema, schema.get("$defs", {}))
+    return inlined
+
+
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    """``schema`` with every ``$ref`` into ``defs`` replaced by what it names."""
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return _inline(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
+        return {k: _inline(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline(v, defs) for v in schema]
+    return schema
+
+
+def poll_again_at_once(subscriber: BatchSubscriber) -> BatchSubscriber:
+    """``subscriber``, minus FastStream's pause after a poll that found nothing.
+
+    A lookup arriving during that pause waited for it (docs/measurements.md). aiokafka's
+    ``getmany`` already waits for records; polling again at once costs one wake-up per timeout
+    while idle. Assumes: the batch subscriber polls through its ``get_msg(consumer)`` method,
+    sleeping ``batch_timeout_ms`` after an empty poll, and reads ``max_records``.
+    """
+
+    async def get_msg(consumer: Any) -> tuple[ConsumerRecord[Any, Any], ...]:
+        batches = await consumer.getmany(
+            timeout_ms=subscriber.batch_timeout_ms, max_records=subscriber.max_records
+        )
+        return tuple(itertools.chain.from_iterable(batches.values()))  # empty: the loop polls again
+
+    subscriber.get_msg = get_msg  # type: ignore[method-assign]
+    return subscriber
+
+
+def readable_headers(headers: Any) -> list[tuple[str, bytes]]:
+    return [(k, v if _is_text(v) else b"") for k, v in headers or ()]
+
+
+def _is_text(value: bytes | None) -> bool:
+    try:
+        (value or b"").decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def subscriber_consumer(subscriber: Any) -> AIOKafkaConsumer | None:
+    """The aiokafka consumer a started FastStream subscriber polls with (None before it starts).
+
+    Assumes: FastStream 0.6+ keeps it as the subscriber's ``consumer`` attribute.
+    """
+    consumer: AIOKafkaConsumer | None = subscriber.consumer
+    return consumer
+
+
+async def cluster_metadata(consumer: AIOKafkaConsumer) -> ClusterMetadata:
+    """Fresh metadata of every topic, as a ``ClusterMetadata``.
+
+    Assumes: a started consumer's private ``_client`` (an ``AIOKafkaClient``) has
+    ``fetch_all_metadata``. ``consumer.topics()`` fetches the same but keeps the result from
+    ``partitions_for_topic``.
+    """
+    metadata: ClusterMetadata = await consumer._client.fetch_all_metadata()
+    return metadata
+
+
+def unwrap_argument_error(exc: BaseException) -> BaseException:
+    """The pydantic error behind a handler argument that failed validation, else ``exc``.
+
+    Assumes: fast_depends wraps it in its own ``ValidationError`` with ``original_error``.
+    """
+    if isinstance(exc, ArgumentsError) and isinstance(exc.original_error, ValidationError):
+        return exc.original_error
+    return exc
