@@ -33,67 +33,67 @@ class CreateContact(_Command):
     contact: ContactInput
 
 
-class UpdateContact(_Command):
-    type: Literal["update_contact"] = "update_contact"
+class _OnContact(_Command):
     contact_id: Identifier
+
+
+class _OnPhoneNumber(_OnContact):
+    phone_number_id: Identifier
+
+
+class _OnEmail(_OnContact):
+    email_id: Identifier
+
+
+class _OnTag(_OnContact):
+    tag_id: Identifier
+
+
+class UpdateContact(_OnContact):
+    type: Literal["update_contact"] = "update_contact"
     changes: ContactPatch
 
 
-class DeleteContact(_Command):
+class DeleteContact(_OnContact):
     """Soft delete: the contact vanishes from reads and releases its numbers and emails."""
 
     type: Literal["delete_contact"] = "delete_contact"
-    contact_id: Identifier
 
 
-class AddPhoneNumber(_Command):
+class AddPhoneNumber(_OnContact):
     type: Literal["add_phone_number"] = "add_phone_number"
-    contact_id: Identifier
     phone_number: PhoneNumberInput
 
 
-class UpdatePhoneNumber(_Command):
+class UpdatePhoneNumber(_OnPhoneNumber):
     type: Literal["update_phone_number"] = "update_phone_number"
-    contact_id: Identifier
-    phone_number_id: Identifier
     changes: PhoneNumberPatch
 
 
-class RemovePhoneNumber(_Command):
+class RemovePhoneNumber(_OnPhoneNumber):
     type: Literal["remove_phone_number"] = "remove_phone_number"
-    contact_id: Identifier
-    phone_number_id: Identifier
 
 
-class AddEmail(_Command):
+class AddEmail(_OnContact):
     type: Literal["add_email"] = "add_email"
-    contact_id: Identifier
     email: EmailInput
 
 
-class UpdateEmail(_Command):
+class UpdateEmail(_OnEmail):
     type: Literal["update_email"] = "update_email"
-    contact_id: Identifier
-    email_id: Identifier
     changes: EmailPatch
 
 
-class RemoveEmail(_Command):
+class RemoveEmail(_OnEmail):
     type: Literal["remove_email"] = "remove_email"
-    contact_id: Identifier
-    email_id: Identifier
 
 
-class AddTag(_Command):
+class AddTag(_OnTag):
     type: Literal["add_tag"] = "add_tag"
-    contact_id: Identifier
-    tag_id: Identifier
 
 
-class RemoveTag(_Command):
+class RemoveTag(_OnTag):
     type: Literal["remove_tag"] = "remove_tag"
-    contact_id: Identifier
-    tag_id: Identifier
 
 
 class BulkCreateContacts(_Command):

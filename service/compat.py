@@ -12,6 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.cluster import ClusterMetadata
 from fast_depends.exceptions import ValidationError as ArgumentsError
+from faststream.kafka import KafkaRouter
 from faststream.kafka.publisher.usecase import DefaultPublisher as KafkaPublisher
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 from pydantic import TypeAdapter, ValidationError
@@ -21,6 +22,7 @@ __all__ = [
     "cluster_metadata",
     "one_record_schema",
     "poll_again_at_once",
+    "raw_batch_subscriber",
     "raw_records",
     "readable_headers",
     "subscriber_consumer",
@@ -67,6 +69,14 @@ async def raw_records(message: Any, original: Callable[..., Awaitable[Any]]) -> 
     Assumes: a batch subscriber's message holds its records as ``raw_message``.
     """
     return list(message.raw_message)
+
+
+def raw_batch_subscriber(router: KafkaRouter, topic: str, **options: Any) -> BatchSubscriber:
+    """A batch subscriber handed the records of each poll as they came, binary headers and all."""
+    subscriber: BatchSubscriber = router.subscriber(
+        topic, batch=True, parser=tolerant_batch_parser, decoder=raw_records, **options
+    )
+    return subscriber
 
 
 def one_record_schema(adapter: TypeAdapter[Any]) -> dict[str, Any]:

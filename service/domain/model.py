@@ -280,52 +280,24 @@ class Contact:
         _at_most_one_primary([p.is_primary for p in phone_numbers], "phone_numbers")
         _at_most_one_primary([e.is_primary for e in emails], "emails")
         changed = self.update_fields(fields)
-        old_phones = {p.number_e164: p for p in self.phone_numbers}
-        phones: list[PhoneNumber] = []
-        for i, new in enumerate(phone_numbers):
-            if any(p.number_e164 == new.number_e164 for p in phones):
-                raise AddressAlreadyExists(
-                    f"phone {new.number_e164} given twice", field=f"phone_numbers[{i}].number"
-                )
-            old = old_phones.get(new.number_e164)
+        phones, mails = [], []
+        phone_ids = _Identities(
+            "phone", self.phone_numbers, "phone_numbers[{}].number", now=now, new_id=new_id
+        )
+        for i, p in enumerate(phone_numbers):
+            entry_id, created = phone_ids.of(p.number_e164, i)
             phones.append(
-                PhoneNumber(
-                    old.id if old else new_id(),
-                    new.number,
-                    new.number_e164,
-                    new.type,
-                    new.is_primary,
-                    old.tm_create if old else now,
-                    new.extension,
-                )
+                PhoneNumber(entry_id, p.number, p.number_e164, p.type, p.is_primary, created, p.extension)
             )
-        if phones != self.phone_numbers:
-            self.phone_numbers = phones
-            changed.append("phone_numbers")
-        old_emails = {e.address_value: e for e in self.emails}
-        mails: list[Email] = []
-        for i, new_mail in enumerate(emails):
-            if any(e.address_value == new_mail.address for e in mails):
-                raise AddressAlreadyExists(
-                    f"email {new_mail.address} given twice", field=f"emails[{i}].address"
-                )
-            old_mail = old_emails.get(new_mail.address)
-            mails.append(
-                Email(
-                    old_mail.id if old_mail else new_id(),
-                    new_mail.address,
-                    new_mail.type,
-                    new_mail.is_primary,
-                    old_mail.tm_create if old_mail else now,
-                )
-            )
-        if mails != self.emails:
-            self.emails = mails
-            changed.append("emails")
+        email_ids = _Identities("email", self.emails, "emails[{}].address", now=now, new_id=new_id)
+        for i, e in enumerate(emails):
+            entry_id, created = email_ids.of(e.address, i)
+            mails.append(Email(entry_id, e.address, e.type, e.is_primary, created))
         tags = list(dict.fromkeys(tag_ids))
-        if tags != self.tag_ids:
-            self.tag_ids = tags
-            changed.append("tag_ids")
+        for name, value in (("phone_numbers", phones), ("emails", mails), ("tag_ids", tags)):
+            if value != getattr(self, name):
+                setattr(self, name, value)
+                changed.append(name)
         return changed
 
     def touch(self, now: datetime) -> None:
@@ -350,6 +322,31 @@ class Contact:
             self._make_primary(entries, entry.id)  # marking a new primary demotes the old one
         else:
             entry.is_primary = False
+
+
+class _Identities:
+    """The id and tm_create each entry of a replacing state keeps (its address was held) or gets;
+    an address given twice is refused."""
+
+    def __init__(
+        self,
+        kind: str,
+        held: list[PhoneNumber] | list[Email],
+        field_pattern: str,
+        *,
+        now: datetime,
+        new_id: IdFactory,
+    ) -> None:
+        self._kind, self._field, self._now, self._new_id = kind, field_pattern, now, new_id
+        self._held: dict[str, PhoneNumber | Email] = {e.address.value: e for e in held}
+        self._seen: set[str] = set()
+
+    def of(self, value: str, index: int) -> tuple[str, datetime]:
+        if value in self._seen:
+            raise AddressAlreadyExists(f"{self._kind} {value} given twice", field=self._field.format(index))
+        self._seen.add(value)
+        old = self._held.get(value)
+        return (old.id, old.tm_create) if old else (self._new_id(), self._now)
 
 
 def _at_most_one_primary(flags: list[bool], field_name: str) -> None:

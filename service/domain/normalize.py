@@ -45,7 +45,3 @@ def normalize_email(address: str, *, field: str) -> str:
     if len(cleaned) > 254 or not _EMAIL.match(cleaned):
         raise InvalidArgument(f"not an email address: {address!r}", field=field)
     return cleaned
-
-
-def is_valid_region(region: str) -> bool:
-    return region.upper() in phonenumbers.SUPPORTED_REGIONS

@@ -12,13 +12,7 @@ from pydantic import ValidationError, WithJsonSchema
 
 from contracts import topics
 from contracts.commands import COMMAND_ADAPTER, ContactCommand
-from service.compat import (
-    one_record_schema,
-    poll_again_at_once,
-    raw_records,
-    subscriber_consumer,
-    tolerant_batch_parser,
-)
+from service.compat import one_record_schema, poll_again_at_once, raw_batch_subscriber, subscriber_consumer
 from service.config import Settings
 from service.entrypoints.dead_letters import DeadLetters, reject
 from service.entrypoints.failures import bad_input, gave_up, input_error, is_transient, retry_delay
@@ -121,17 +115,15 @@ class Commands:
 
 
 def build_router(*, settings: Settings, commands: Commands, replier: Replier, router: KafkaRouter) -> None:
-    subscriber = router.subscriber(
+    subscriber = raw_batch_subscriber(
+        router,
         settings.topic(topics.COMMANDS),
-        batch=True,
         max_records=settings.command_batch_size,
         group_id=f"{settings.consumer_group}.commands",
         fetch_max_wait_ms=REQUEST_FETCH_MAX_WAIT_MS,
         max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        parser=tolerant_batch_parser,
-        decoder=raw_records,
         no_reply=True,
         title="contact-commands",
         description=(

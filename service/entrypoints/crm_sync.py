@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from contracts import topics
 from contracts.sync import SYNC_ADAPTER, SyncMessage, SyncResult, sync_key
-from service.compat import KafkaPublisher, raw_records, subscriber_consumer, tolerant_batch_parser
+from service.compat import KafkaPublisher, raw_batch_subscriber, subscriber_consumer
 from service.config import Settings
 from service.entrypoints.dead_letters import DeadLetters
 from service.entrypoints.failures import bad_input
@@ -28,16 +28,14 @@ def build_router(
     counters: Counters,
     router: KafkaRouter,
 ) -> None:
-    subscriber = router.subscriber(
+    subscriber = raw_batch_subscriber(
+        router,
         settings.topic(topics.CRM_SYNC),
-        batch=True,
         max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
         max_records=settings.sync_batch_size,
         group_id=f"{settings.consumer_group}.crm-sync",
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        parser=tolerant_batch_parser,
-        decoder=raw_records,
         title="crm-sync",
         description=(
             "Upserts and deletes from CRM sync connectors (contracts.sync: crm_contact_upserted, "

@@ -13,7 +13,7 @@ from contracts import queries as q
 from contracts import topics
 from contracts.errors import Error, ErrorCode
 from contracts.replies import BatchLookupReply, ContactReply, ErrorReply
-from service.compat import one_record_schema, poll_again_at_once, raw_records, tolerant_batch_parser
+from service.compat import one_record_schema, poll_again_at_once, raw_batch_subscriber
 from service.config import Settings
 from service.entrypoints.dead_letters import DeadLetters, reject
 from service.entrypoints.failures import bad_input, is_transient
@@ -86,9 +86,9 @@ class Answers:
 
 
 def build_router(*, settings: Settings, answers: Answers, router: KafkaRouter) -> None:
-    subscriber = router.subscriber(
+    subscriber = raw_batch_subscriber(
+        router,
         settings.topic(topics.LOOKUPS),
-        batch=True,
         max_records=settings.lookup_workers,
         group_id=f"{settings.consumer_group}.lookups",
         # A lookup is only worth answering while its caller waits: commit first and answer many
@@ -96,8 +96,6 @@ def build_router(*, settings: Settings, answers: Answers, router: KafkaRouter) -
         # group starting from the earliest offset drops old requests by their deadline.
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.ACK_FIRST,
-        parser=tolerant_batch_parser,
-        decoder=raw_records,
         no_reply=True,
         title="contact-lookups",
         description=(
