@@ -59,9 +59,9 @@ class Replier:
     timeout, not lost data, and every millisecond counts while a caller waits. Small replies
     (lookups) go uncompressed; large ones (a bulk reply of 1,000 contacts runs to hundreds of KB
     of JSON, more with long names and notes) go zstd-compressed, well inside the broker's default
-    1 MB record limit. zstd rather than gzip: aiokafka compresses gzip at level 9, which cost a
-    bulk create about 6 % of the service's CPU; zstd is ten times faster here and smaller. Every
-    Kafka client since 2.1 reads it (Python's aiokafka with ``cramjam`` installed).
+    1 MB record limit. zstd rather than gzip: aiokafka compresses gzip at level 9, far slower for
+    a larger result (docs/measurements.md). Every Kafka client since 2.1 reads zstd (Python's
+    aiokafka with ``cramjam`` installed).
     """
 
     COMPRESS_FROM = 64 * 1024

@@ -8,7 +8,13 @@ from hypothesis import strategies as st
 
 from contracts import commands as c
 from contracts.models import format_timestamp, parse_timestamp
-from service.adapters.mongo import _log_doc, _ReplyRefs, _stored, contact_to_doc, outcome_to_doc
+from service.adapters.mongo.documents import (
+    _ReplyRefs,
+    contact_to_doc,
+    log_doc,
+    outcome_to_doc,
+    stored_contact,
+)
 from service.domain.model import Contact
 from service.service_layer.context import Services
 from service.service_layer.handlers import handle_command
@@ -50,7 +56,7 @@ def _create() -> c.CreateContact:
 
 async def test_created_contact_and_its_outcome_read_back_equal() -> None:
     contact, outcome = await _applied(_create())
-    stored = _stored(contact_to_doc(contact, outcome))
+    stored = stored_contact(contact_to_doc(contact, outcome))
     assert stored.contact == contact
     assert stored.last_outcome == outcome
     assert outcome.events and outcome.reply["result"]["id"] == contact.id
@@ -68,7 +74,7 @@ async def test_updated_contact_and_its_outcome_read_back_equal() -> None:
     )
     contact, outcome = await _applied(_create(), update)
     assert outcome.command_id == "cmd-2" and outcome.events[0]["changed_fields"] == ["company"]
-    stored = _stored(contact_to_doc(contact, outcome))
+    stored = stored_contact(contact_to_doc(contact, outcome))
     assert stored.last_outcome == outcome
 
 
@@ -92,7 +98,7 @@ async def test_an_outcome_naming_another_state_is_stored_verbatim() -> None:
     contact, outcome = await _applied(_create())
     older = dict(outcome.reply["result"], first_name="Johnny")
     foreign = dataclasses.replace(outcome, reply={**outcome.reply, "result": older})
-    stored = _stored(contact_to_doc(contact, foreign))
+    stored = stored_contact(contact_to_doc(contact, foreign))
     assert stored.last_outcome == foreign
 
 
@@ -116,7 +122,7 @@ async def test_a_bulk_item_outcome_holds_the_contact_once_and_reads_back_equal()
     for contact, outcome in rows:
         doc = contact_to_doc(contact, outcome)
         assert doc["last_outcome"]["reply"]["contact"] == "=contact"
-        assert _stored(doc).last_outcome == outcome
+        assert stored_contact(doc).last_outcome == outcome
 
 
 async def test_a_command_log_entry_holds_each_contact_once_and_reads_back_equal() -> None:
@@ -124,7 +130,7 @@ async def test_a_command_log_entry_holds_each_contact_once_and_reads_back_equal(
     assert isinstance(svc.log, FakeCommandLog)
     [entry] = svc.log.entries.values()
     doc = outcome_to_doc(entry.outcome)
-    stored = _log_doc(entry.outcome)
+    stored = log_doc(entry.outcome)
     assert [e["contact"] for e in stored["events"]] == [f"=reply:{x['id']}" for x in doc["reply"]["contacts"]]
     assert _ReplyRefs(doc["reply"]).inflate(stored) == doc
     # An event naming a state other than the reply's is stored as it is.
