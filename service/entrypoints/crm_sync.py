@@ -8,6 +8,7 @@ from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 
 from contracts import topics
+from contracts.errors import Error
 from contracts.sync import SYNC_ADAPTER, SyncMessage, SyncResult, sync_key
 from service.compat import KafkaPublisher, raw_batch_subscriber, subscriber_consumer
 from service.config import Settings
@@ -47,37 +48,65 @@ def build_router(
         ),
     )
 
+    batches = SyncBatches(
+        svc=svc, dead_letters=dead_letters, results=results, counters=counters, lanes=settings.sync_lanes
+    )
+
     @subscriber
     async def on_sync(records: list[Any]) -> None:
         async with keep_polling(subscriber_consumer(subscriber), every=settings.poll_while_busy_seconds):
-            await _apply(records)
+            await batches.apply(records)
 
-    async def _apply(records: list[Any]) -> None:
+
+class SyncBatches:
+    """Parses a poll's sync messages, applies them in bulk, and reports the items that failed."""
+
+    def __init__(
+        self,
+        *,
+        svc: Services,
+        dead_letters: DeadLetters,
+        results: KafkaPublisher,
+        counters: Counters,
+        lanes: int,
+    ) -> None:
+        self._svc, self._dead_letters, self._results = svc, dead_letters, results
+        self._counters, self._lanes = counters, lanes
+
+    async def apply(self, records: list[Any]) -> None:
         parsed: dict[int, SyncMessage] = {}
         for position, record in enumerate(records):
             try:
                 parsed[position] = SYNC_ADAPTER.validate_json(record.value or b"")
             except ValidationError as exc:
-                await dead_letters.send(record, bad_input(exc))
-                counters.add("sync_dead_lettered")
-        report = await apply_sync_batch(list(parsed.items()), svc=svc, lanes=settings.sync_lanes)
-        sends = []
-        for position, error in sorted(report.failed.items()):
-            record, item = records[position], parsed[position]
-            result = SyncResult(
-                customer_id=item.customer_id,
-                crm=item.crm,
-                external_id=item.external_id,
-                order=item.order(),
-                error=error,
-                source_topic=record.topic,
-                source_partition=record.partition,
-                source_offset=record.offset,
-                occurred_at=svc.clock.now(),
-            )
-            key = sync_key(item.customer_id, item.external_id)
-            sends.append(await results.publish(result.model_dump(mode="json"), key=key, no_confirm=True))
-        await asyncio.gather(*sends)
-        counters.add("sync_applied", report.applied)
-        counters.add("sync_stale", report.stale)
-        counters.add("sync_failed", len(report.failed))
+                await self._dead_letters.send(record, bad_input(exc))
+                self._counters.add("sync_dead_lettered")
+        report = await apply_sync_batch(list(parsed.items()), svc=self._svc, lanes=self._lanes)
+        await asyncio.gather(
+            *[
+                await self._report(records[position], parsed[position], error)
+                for position, error in sorted(report.failed.items())
+            ]
+        )
+        self._counters.add("sync_applied", report.applied)
+        self._counters.add("sync_stale", report.stale)
+        self._counters.add("sync_failed", len(report.failed))
+
+    async def _report(self, record: Any, item: SyncMessage, error: Error) -> "asyncio.Future[Any]":
+        """Publishes the item's failure on the results topic; the returned future is its ack."""
+        result = SyncResult(
+            customer_id=item.customer_id,
+            crm=item.crm,
+            external_id=item.external_id,
+            order=item.order(),
+            error=error,
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            occurred_at=self._svc.clock.now(),
+        )
+        key = sync_key(item.customer_id, item.external_id)
+        sent: asyncio.Future[Any] = await self._results.publish(
+            result.model_dump(mode="json"), key=key, no_confirm=True
+        )
+        return sent
