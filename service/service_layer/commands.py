@@ -4,8 +4,8 @@ Each is safe to run again for the same command: ids are derived from the command
 outcome written with the contact is returned as-is when the command turns out to be applied.
 """
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, Protocol, TypeVar
 
 from contracts import commands as c
 from contracts.events import ContactCreated, ContactDeleted, ContactUpdated
@@ -31,6 +31,21 @@ class Origin(Protocol):
 
 class ConcurrentChange(Exception):
     """Someone else changed the contact between our read and our write: read again and retry."""
+
+
+MAX_ATTEMPTS: Final = 5
+T = TypeVar("T")
+
+
+async def retrying(attempt: Callable[[int], Awaitable[T]], *, gave_up: str) -> T:
+    """``attempt(0)``, ``attempt(1)``, ... until one is not lost to a ConcurrentChange; after
+    ``MAX_ATTEMPTS`` lost ones, ConcurrentChange(``gave_up``)."""
+    for n in range(MAX_ATTEMPTS):
+        try:
+            return await attempt(n)
+        except ConcurrentChange:
+            continue
+    raise ConcurrentChange(gave_up)
 
 
 # --- outcomes and events ---
@@ -141,8 +156,8 @@ async def create_contact(command: c.CreateContact, svc: Services) -> Outcome:
     existing = await svc.contacts.get(customer_id=command.customer_id, contact_id=contact_id)
     if existing is not None:
         # Applied before the log entry was written: answer from the outcome stored with it.
-        if existing.last_outcome is not None and existing.last_outcome.command_id == command.command_id:
-            return existing.last_outcome
+        if (applied := existing.outcome_of(command.command_id)) is not None:
+            return applied
         return changed_outcome(command, existing.contact, [])
     try:
         contact, wanted = build_contact(
@@ -168,12 +183,8 @@ Mutation = Callable[[Contact], list[str]]
 
 async def _mutate(command: Any, svc: Services, mutation: Mutation, *, deleting: bool = False) -> Outcome:
     stored = await svc.contacts.get(customer_id=command.customer_id, contact_id=command.contact_id)
-    if (
-        stored is not None
-        and stored.last_outcome is not None
-        and stored.last_outcome.command_id == command.command_id
-    ):
-        return stored.last_outcome
+    if stored is not None and (applied := stored.outcome_of(command.command_id)) is not None:
+        return applied
     if stored is None or (stored.contact.is_deleted and not deleting):
         return failed(command, ContactNotFound(f"contact {command.contact_id} not found", field="contact_id"))
     contact = stored.contact

@@ -8,15 +8,13 @@ twice (its events may go out twice, with the same event ids).
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any
 
 from contracts import commands as c
 from service.service_layer import bulk, commands
-from service.service_layer.commands import ConcurrentChange
+from service.service_layer.commands import retrying
 from service.service_layer.context import Services
 from service.service_layer.ports import JsonDict, Outcome
-
-MAX_ATTEMPTS: Final = 5
 
 
 async def handle_command(command: c.ContactCommand, *, svc: Services) -> JsonDict:
@@ -25,8 +23,8 @@ async def handle_command(command: c.ContactCommand, *, svc: Services) -> JsonDic
     if logged is None:
         outcome = await _apply(command, svc=svc)
         # The change is durable once applied: its events need not wait for the log entry (a bulk's
-        # runs to a megabyte). A crash before both are done re-applies nothing and publishes the
-        # events again, with the same event ids (delivery is at least once).
+        # is large). A crash before both are done re-applies nothing and publishes the events
+        # again, with the same event ids (delivery is at least once).
         await asyncio.gather(svc.log.record(outcome=outcome), svc.events.publish(events=outcome.events))
     else:
         outcome = logged.outcome
@@ -39,12 +37,9 @@ async def handle_command(command: c.ContactCommand, *, svc: Services) -> JsonDic
 
 async def _apply(command: c.ContactCommand, *, svc: Services) -> Outcome:
     handler: Callable[[Any, Services], Awaitable[Outcome]] = _HANDLERS[type(command)]
-    for _ in range(MAX_ATTEMPTS):
-        try:
-            return await handler(command, svc)
-        except ConcurrentChange:
-            continue
-    raise ConcurrentChange(f"contact kept changing under command {command.command_id}")
+    return await retrying(
+        lambda _: handler(command, svc), gave_up=f"contact kept changing under command {command.command_id}"
+    )
 
 
 _HANDLERS: dict[type, Callable[[Any, Services], Awaitable[Outcome]]] = {

@@ -38,6 +38,12 @@ class StoredContact:
     last_outcome: Outcome | None
     """The outcome written with the contact's latest change."""
 
+    def outcome_of(self, command_id: str) -> Outcome | None:
+        """The stored outcome when ``command_id`` made the latest change (it was applied), else None."""
+        if self.last_outcome is not None and self.last_outcome.command_id == command_id:
+            return self.last_outcome
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class Claim:

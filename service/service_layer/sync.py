@@ -27,18 +27,13 @@ from contracts.models import ContactInput, Source
 from contracts.sync import CrmContactDeleted, CrmContactUpserted
 from service.domain.model import Address
 from service.service_layer.addresses import HeldReleases
-from service.service_layer.bulk import (
-    ItemOrigin,
-    ManyOutcome,
-    NewItem,
-    create_many,
-    delete_by_id,
-    upsert_each,
-)
 from service.service_layer.context import Services
+from service.service_layer.items import ItemOrigin, ManyOutcome, NewItem
 from service.service_layer.ports import FREE, JsonDict, SyncState
+from service.service_layer.upsert import create_many, delete_by_id, upsert_each
 
-SyncMessage = CrmContactUpserted | CrmContactDeleted
+CrmChange = CrmContactUpserted | CrmContactDeleted
+"""A parsed sync message (``contracts.sync.SyncMessage``): an external contact upserted or deleted."""
 Key = tuple[str, str]
 
 
@@ -51,7 +46,7 @@ class SyncReport:
     events: list[JsonDict] = field(default_factory=list)
 
 
-def origin_of(message: SyncMessage) -> ItemOrigin:
+def origin_of(message: CrmChange) -> ItemOrigin:
     """The cause named in events: one sync message, identified by its external id and order."""
     return ItemOrigin(f"sync:{message.crm}:{message.external_id}:{message.order()}", message.type)
 
@@ -61,7 +56,7 @@ def contact_input(message: CrmContactUpserted) -> ContactInput:
 
 
 async def apply_sync_batch(
-    messages: Sequence[tuple[int, SyncMessage]], *, svc: Services, lanes: int = 1
+    messages: Sequence[tuple[int, CrmChange]], *, svc: Services, lanes: int = 1
 ) -> SyncReport:
     """Apply a batch of (position, message); publish its events; record the applied states.
 
@@ -70,7 +65,7 @@ async def apply_sync_batch(
     contact is in one group only, so its messages keep their order.
     """
     report = SyncReport()
-    newest: dict[Key, tuple[int, SyncMessage]] = {}
+    newest: dict[Key, tuple[int, CrmChange]] = {}
     for position, message in messages:
         key = (message.customer_id, message.external_id)
         current = newest.get(key)
@@ -102,7 +97,7 @@ class _Part(SyncReport):
     existing: set[Key] = field(default_factory=set)
     """The keys found holding a state already."""
 
-    def add(self, outcome: ManyOutcome, messages: dict[int, SyncMessage]) -> None:
+    def add(self, outcome: ManyOutcome, messages: dict[int, CrmChange]) -> None:
         self.events += outcome.events
         for position, result in outcome.results.items():
             if result.error is not None:
@@ -111,7 +106,7 @@ class _Part(SyncReport):
                 self.states.append(_state(messages[position], result.contact_id, deleted=False))
 
 
-async def _apply(newest: list[tuple[int, SyncMessage]], *, svc: Services) -> _Part:
+async def _apply(newest: list[tuple[int, CrmChange]], *, svc: Services) -> _Part:
     """Apply the newest message of each external contact, unless a newer one was applied.
 
     Upserts of external ids never claimed are created in bulk without reading anything: a state
@@ -121,7 +116,7 @@ async def _apply(newest: list[tuple[int, SyncMessage]], *, svc: Services) -> _Pa
     part = _Part()
     by_position = dict(newest)
     creates: dict[str, list[NewItem]] = defaultdict(list)
-    checks: list[tuple[int, SyncMessage]] = []
+    checks: list[tuple[int, CrmChange]] = []
     for position, message in newest:
         if isinstance(message, CrmContactDeleted):
             checks.append((position, message))
@@ -187,7 +182,7 @@ async def _delete(
     return _state(message, contact_id, deleted=True)
 
 
-def _state(message: SyncMessage, contact_id: str, *, deleted: bool) -> SyncState:
+def _state(message: CrmChange, contact_id: str, *, deleted: bool) -> SyncState:
     return SyncState(
         customer_id=message.customer_id,
         external_id=message.external_id,

@@ -11,8 +11,8 @@ from contracts.models import format_timestamp
 from contracts.replies import BulkItemResult
 from service.domain.model import Contact, NewEmail, NewPhoneNumber
 from service.service_layer import mapping
-from service.service_layer.bulk import ItemOrigin, ItemResult
 from service.service_layer.commands import change_event
+from service.service_layer.items import ItemOrigin, ItemResult
 
 text = st.text(max_size=12)
 moments = st.datetimes(

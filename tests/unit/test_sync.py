@@ -6,12 +6,11 @@ from typing import Any
 
 import pytest
 
-from contracts.sync import SYNC_ADAPTER, CrmContactDeleted, CrmContactUpserted
-from service.domain.model import Address
-from service.service_layer.context import Services
-from service.service_layer.ports import FREE
-from service.service_layer.sync import SyncMessage, apply_sync_batch
-from tests.unit.fakes import FakeAddressBook, FakeContacts, FakePublisher, FakeSyncStates, make_services
+from contracts.sync import SYNC_ADAPTER, CrmContactDeleted, CrmContactUpserted, SyncMessage
+from service.domain.model import Address, Contact
+from service.service_layer.ports import FREE, JsonDict
+from service.service_layer.sync import apply_sync_batch
+from tests.unit.fakes import FakeContacts, FakeServices, make_services
 
 CUST = "cust-1"
 
@@ -20,12 +19,14 @@ def upsert(external_id: str, version: int, *, phone: str = "", **fields: Any) ->
     contact = {"first_name": fields.pop("first_name", external_id), **fields}
     if phone:
         contact["phone_numbers"] = [{"number": phone}]
-    return CrmContactUpserted(
-        customer_id=CUST,
-        crm="hubspot",
-        external_id=external_id,
-        crm_version=version,
-        contact=contact,  # type: ignore[arg-type]
+    return CrmContactUpserted.model_validate(
+        {
+            "customer_id": CUST,
+            "crm": "hubspot",
+            "external_id": external_id,
+            "crm_version": version,
+            "contact": contact,
+        }
     )
 
 
@@ -37,14 +38,12 @@ def batch(*messages: SyncMessage) -> list[tuple[int, SyncMessage]]:
     return list(enumerate(messages))
 
 
-def contacts_of(svc: Services) -> dict[str, Any]:
-    rows: FakeContacts = svc.contacts  # type: ignore[assignment]
-    return {c.external_id: c for c, _ in rows.rows.values() if not c.is_deleted}
+def contacts_of(svc: FakeServices) -> dict[str, Contact]:
+    return {c.external_id: c for c, _ in svc.contacts.rows.values() if not c.is_deleted}
 
 
-def events_of(svc: Services) -> list[dict[str, Any]]:
-    publisher: FakePublisher = svc.events  # type: ignore[assignment]
-    return publisher.published
+def events_of(svc: FakeServices) -> list[JsonDict]:
+    return svc.events.published
 
 
 async def test_creates_in_bulk_with_source_sync_and_the_newest_state_per_external_id() -> None:
@@ -111,13 +110,11 @@ async def test_a_taken_number_fails_its_item_only() -> None:
         3: ("INVALID_ARGUMENT", "contact.phone_numbers[0].number"),
     }
     # The failed items hold no claims: an external id's claim stays, owned by no one (FREE).
-    states: FakeSyncStates = svc.sync_states  # type: ignore[assignment]
-    assert set(states.states) == {(CUST, "owner"), (CUST, "fine")}
+    assert set(svc.sync_states.states) == {(CUST, "owner"), (CUST, "fine")}
     owner = await svc.addresses.owner(customer_id=CUST, address=Address("external", "thief"))
     assert owner is not None and owner.contact_id == FREE
-    claims: FakeAddressBook = svc.addresses  # type: ignore[assignment]
     external_of = {c.id: c.external_id for c in contacts_of(svc).values()}
-    held = {a.value: external_of.get(c.contact_id) for (_, a), c in claims.claims.items()}
+    held = {a.value: external_of.get(c.contact_id) for (_, a), c in svc.addresses.claims.items()}
     assert held == {
         "owner": "owner",
         "+15551110001": "owner",
@@ -151,7 +148,7 @@ async def test_a_delete_before_the_contact_existed_keeps_older_upserts_out() -> 
 
 async def test_new_external_contacts_are_created_without_reading_what_was_applied() -> None:
     svc = make_services()
-    states: FakeSyncStates = svc.sync_states  # type: ignore[assignment]
+    states = svc.sync_states
     await apply_sync_batch(batch(upsert("a", 1), upsert("b", 1), upsert("c", 1)), svc=svc)
     assert states.reads == [] and set(contacts_of(svc)) == {"a", "b", "c"}
     report = await apply_sync_batch(batch(upsert("b", 2, company="B2"), upsert("d", 1)), svc=svc)
@@ -173,7 +170,7 @@ async def test_lanes_apply_a_batch_exactly_as_one_lane_does() -> None:
     for lanes in (1, 3):
         svc = make_services()
         report = await apply_sync_batch(mixed(), svc=svc, lanes=lanes)
-        states: FakeSyncStates = svc.sync_states  # type: ignore[assignment]
+        states = svc.sync_states
         made = {k: (c.company, [p.number_e164 for p in c.phone_numbers]) for k, c in contacts_of(svc).items()}
         failed = {p: e.code for p, e in report.failed.items()}
         results.append((report.applied, report.stale, failed, made, sorted(states.states)))
@@ -197,7 +194,8 @@ async def test_two_contacts_wanting_one_number_in_concurrent_lanes_one_wins() ->
 async def test_a_failure_in_the_middle_is_redelivered_without_loss_or_double_apply(failing: str) -> None:
     svc = make_services()
     messages = batch(upsert("a", 1, phone="+15551110001"), upsert("b", 1, phone="+15551110002"))
-    getattr(svc, "events" if failing == "events" else "sync_states").fail_next = 1
+    flaky = svc.events if failing == "events" else svc.sync_states
+    flaky.fail_next = 1
     with pytest.raises(ConnectionError):
         await apply_sync_batch(messages, svc=svc)
     report = await apply_sync_batch(messages, svc=svc)  # the redelivery
