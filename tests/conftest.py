@@ -21,9 +21,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from pymongo.asynchronous.database import AsyncDatabase
+
+    from contracts.client import ContactClient
     from service.bootstrap import Application
     from service.config import Settings
     from service.service_layer.context import Services
+    from service.service_layer.ports import Clock, EventPublisher, JsonDict
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "deploy" / "local" / "stack.sh"
@@ -40,7 +44,7 @@ def _docker_answers() -> bool:
     if os.environ.get("TESTS_NO_DOCKER") or shutil.which("docker") is None:
         return False
     try:
-        import docker  # type: ignore[import-untyped]
+        import docker
 
         docker.from_env(timeout=3).ping()
         return True
@@ -55,8 +59,8 @@ def endpoints() -> Iterator[Endpoints]:
         yield Endpoints(kafka, mongodb, "environment")
         return
     if _docker_answers():
-        from testcontainers.kafka import KafkaContainer  # type: ignore[import-untyped]
-        from testcontainers.mongodb import MongoDbContainer  # type: ignore[import-untyped]
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.mongodb import MongoDbContainer
 
         with (
             KafkaContainer("confluentinc/cp-kafka:7.6.1").with_kraft() as k,
@@ -102,7 +106,7 @@ async def delete_topics(bootstrap: str, *, prefix: str) -> None:
         await admin.close()
 
 
-def store_services(db: Any, *, clock: Any, events: Any) -> "Services":
+def store_services(db: "AsyncDatabase[JsonDict]", *, clock: "Clock", events: "EventPublisher") -> "Services":
     """The service layer's ports on the real store (``db``), with the given clock and events:
     for tests and benchmarks that drive the handlers or load the store without the broker."""
     from service.adapters.mongo import (
@@ -165,7 +169,7 @@ async def running_service(endpoints: Endpoints, isolation: tuple[str, str]) -> A
 
 
 @pytest.fixture
-async def client(endpoints: Endpoints, isolation: tuple[str, str]) -> AsyncIterator[object]:
+async def client(endpoints: Endpoints, isolation: tuple[str, str]) -> AsyncIterator["ContactClient"]:
     from contracts.client import ContactClient
 
     async with ContactClient(endpoints.kafka, topic_prefix=isolation[0]) as contact_client:

@@ -3,7 +3,6 @@ contact as it was before an answered change, under concurrent updates and moves;
 service loads what the store holds; with the directory off, the store answers the same."""
 
 import asyncio
-import uuid
 from typing import Any
 
 import pytest
@@ -11,10 +10,12 @@ from aiokafka import AIOKafkaConsumer
 
 from contracts import commands as c
 from contracts.client import ContactClient
+from contracts.models import Contact
 from service.adapters import directory_feed
 from service.adapters.directory_feed import KafkaDirectoryFeed
 from service.bootstrap import Application, build
 from tests.conftest import Endpoints, service_settings, started
+from tests.factories import CommandT, ok, present, send
 
 CUST = "cust-directory"
 
@@ -34,20 +35,37 @@ async def until_ready(service: Application) -> KafkaDirectoryFeed:
     raise AssertionError("the caller directory never loaded")
 
 
-async def command(client: ContactClient, kind: type[Any], **fields: Any) -> Any:
-    reply = await client.command(kind(command_id=str(uuid.uuid4()), customer_id=CUST, **fields))
-    assert reply.ok, reply.error
-    return reply.result
+async def command(client: ContactClient, kind: type[CommandT], **fields: Any) -> Contact:
+    return ok(await send(client, kind, customer_id=CUST, **fields))
 
 
-class _LateConsumer(AIOKafkaConsumer):  # type: ignore[misc]
+async def create_numbered(client: ContactClient, count: int, *, block: str) -> list[str]:
+    """``count`` contacts n0, n1, ..., each with its own number in ``block`` (+1555 block 0000 on)."""
+    return [
+        (
+            await command(
+                client,
+                c.CreateContact,
+                contact={"first_name": f"n{i}", "phone_numbers": [{"number": f"+1555{block}{i:04d}"}]},
+            )
+        ).id
+        for i in range(count)
+    ]
+
+
+def _late_consumer(*topics: str, **config: Any) -> AIOKafkaConsumer:
     """The directory's reader, slowed: every batch of events is applied 30 ms after it arrived."""
+    consumer = AIOKafkaConsumer(*topics, **config)
+    getmany = consumer.getmany
 
-    async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> Any:
-        batch = await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
+    async def late_getmany(*partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> Any:
+        batch = await getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
         if batch:
             await asyncio.sleep(0.03)
         return batch
+
+    consumer.getmany = late_getmany
+    return consumer
 
 
 @pytest.fixture(params=["prompt", "late"])
@@ -55,7 +73,7 @@ def directory_pace(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     if request.param == "late":
         # Without the barrier a lookup sent right after an answered update would find the
         # directory still without it; with it the lookup waits (LOOKUP_DIRECTORY_WAIT_MS is 50).
-        monkeypatch.setattr(directory_feed, "AIOKafkaConsumer", _LateConsumer)
+        monkeypatch.setattr(directory_feed, "AIOKafkaConsumer", _late_consumer)
     return str(request.param)
 
 
@@ -128,16 +146,7 @@ async def test_a_restarted_service_loads_the_contacts_already_stored(
     await first.app.start()
     try:
         await until_ready(first)
-        ids = [
-            (
-                await command(
-                    client,
-                    c.CreateContact,
-                    contact={"first_name": f"n{i}", "phone_numbers": [{"number": f"+1555703{i:04d}"}]},
-                )
-            ).id
-            for i in range(5)
-        ]
+        ids = await create_numbered(client, 5, block="703")
         await command(client, c.DeleteContact, contact_id=ids[4])
     finally:
         await first.app.stop()
@@ -146,7 +155,10 @@ async def test_a_restarted_service_loads_the_contacts_already_stored(
         assert feed.directory.active == 4
         trusted = feed.stats["directory_trusted"]
         found = [await client.lookup_phone(CUST, f"+1555703{i:04d}") for i in range(5)]
-        assert [r.result.id if r.result else r.error.code for r in found] == [*ids[:4], "CONTACT_NOT_FOUND"]  # type: ignore[union-attr]
+        assert [r.result.id if r.result else present(r.error).code for r in found] == [
+            *ids[:4],
+            "CONTACT_NOT_FOUND",
+        ]
         assert feed.stats["directory_trusted"] - trusted == 5
 
 
@@ -171,16 +183,7 @@ async def test_past_its_size_limit_the_directory_turns_off_and_the_store_answers
     settings = service_settings(endpoints, isolation).model_copy(update={"lookup_directory_max_contacts": 2})
     async with started(settings) as service:
         feed = await until_ready(service)
-        ids = [
-            (
-                await command(
-                    client,
-                    c.CreateContact,
-                    contact={"first_name": f"n{i}", "phone_numbers": [{"number": f"+1555705{i:04d}"}]},
-                )
-            ).id
-            for i in range(3)
-        ]
+        ids = await create_numbered(client, 3, block="705")
         for _ in range(100):
             if not feed.ready:
                 break

@@ -5,7 +5,6 @@ failure between the store write and the event publish."""
 import asyncio
 import dataclasses
 import json
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,13 +16,14 @@ from pymongo.errors import AutoReconnect
 from contracts import commands as c
 from contracts import headers, topics
 from contracts.client import ContactClient
+from contracts.models import Contact
 from contracts.replies import ContactReply, ErrorReply
 from service.bootstrap import Application
 from service.config import Settings
-from service.domain.model import Contact
 from service.service_layer.context import Services
 from service.service_layer.ports import JsonDict
 from tests.conftest import Endpoints, TopicReader, service_settings, started
+from tests.factories import cid, command, create_contact, ok, present
 
 pytestmark = pytest.mark.integration
 
@@ -31,26 +31,21 @@ ACME = "cust-acme"
 GLOBEX = "cust-globex"
 
 
-def cid() -> str:
-    return str(uuid.uuid4())
-
-
 def create(
     customer: str, *, phones: Sequence[str] = (), emails: Sequence[str] = (), **fields: Any
 ) -> c.CreateContact:
-    contact = {
-        "first_name": fields.pop("first_name", "Ada"),
-        "phone_numbers": [{"number": p, "type": "mobile"} for p in phones],
-        "emails": [{"address": e, "type": "work"} for e in emails],
+    return create_contact(
+        customer,
+        first_name=fields.pop("first_name", "Ada"),
+        phone_numbers=[{"number": p, "type": "mobile"} for p in phones],
+        emails=[{"address": e, "type": "work"} for e in emails],
         **fields,
-    }
-    return c.CreateContact(command_id=cid(), customer_id=customer, contact=contact)  # type: ignore[arg-type]
+    )
 
 
-async def ok(reply: ContactReply) -> Contact:
-    assert reply.ok, reply.error
-    assert reply.result is not None
-    return reply.result  # type: ignore[return-value]
+def bulk_of(contacts: list[JsonDict]) -> c.BulkCreateContacts:
+    """A bulk create of ``contacts`` (contact inputs as dicts) for ACME."""
+    return command(c.BulkCreateContacts, customer_id=ACME, contacts=contacts)
 
 
 def events_of(records: list[Any], contact_id: str) -> list[JsonDict]:
@@ -61,14 +56,11 @@ async def test_events_carry_the_whole_contact_changes_version_and_cause(
     running_service: Application, client: ContactClient
 ) -> None:
     first = create(ACME, phones=["+15551230001"], last_name="Lovelace")
-    contact = await ok(await client.command(first))
-    rename = c.UpdateContact(
-        command_id=cid(),
-        customer_id=ACME,
-        contact_id=contact.id,
-        changes={"company": "Analytical Engines"},  # type: ignore[arg-type]
+    contact = ok(await client.command(first))
+    rename = command(
+        c.UpdateContact, customer_id=ACME, contact_id=contact.id, changes={"company": "Analytical Engines"}
     )
-    renamed = await ok(await client.command(rename))
+    renamed = ok(await client.command(rename))
     # Partial update: only the given field changed.
     assert (renamed.first_name, renamed.last_name, renamed.company) == (
         "Ada",
@@ -76,7 +68,7 @@ async def test_events_carry_the_whole_contact_changes_version_and_cause(
         "Analytical Engines",
     )
     delete = c.DeleteContact(command_id=cid(), customer_id=ACME, contact_id=contact.id)
-    await ok(await client.command(delete))
+    ok(await client.command(delete))
 
     reader = TopicReader(
         running_service.settings.kafka_bootstrap_servers, running_service.settings.topic(topics.EVENTS)
@@ -107,28 +99,29 @@ async def test_events_carry_the_whole_contact_changes_version_and_cause(
 async def test_redelivered_command_gives_the_same_reply_and_changes_nothing_twice(
     running_service: Application, client: ContactClient
 ) -> None:
-    command = create(ACME, phones=["+15551230002"])
-    raw = command.model_dump_json().encode()
+    creation = create(ACME, phones=["+15551230002"])
+    raw = creation.model_dump_json().encode()
     first = ContactReply.model_validate_json(await client.request_raw(topics.COMMANDS, raw, key=ACME))
     again = ContactReply.model_validate_json(await client.request_raw(topics.COMMANDS, raw, key=ACME))
     assert first.ok and again == first
 
-    add = c.AddEmail(
-        command_id=cid(),
+    first_id = present(first.result).id
+    add = command(
+        c.AddEmail,
         customer_id=ACME,
-        contact_id=first.result.id,  # type: ignore[union-attr]
-        email={"address": "ada@example.com", "type": "work"},  # type: ignore[arg-type]
+        contact_id=first_id,
+        email={"address": "ada@example.com", "type": "work"},
     )
     once = await client.command(add)
     twice = await client.command(add)
-    assert once == twice and len(twice.result.emails) == 1  # type: ignore[union-attr]
+    assert once == twice and len(present(twice.result).emails) == 1
 
     listed = await client.list_contacts(ACME)
-    assert [x.id for x in listed.result] == [first.result.id]  # type: ignore[union-attr]
+    assert [x.id for x in listed.result] == [first_id]
     reader = TopicReader(
         running_service.settings.kafka_bootstrap_servers, running_service.settings.topic(topics.EVENTS)
     )
-    events = events_of(await reader.read(at_least=2), first.result.id)  # type: ignore[union-attr]
+    events = events_of(await reader.read(at_least=2), first_id)
     assert [e["type"] for e in events] == ["contact.created", "contact.updated"]
 
 
@@ -141,7 +134,7 @@ async def test_command_without_reply_to_is_applied_and_announced(
         if found.ok:
             break
         await asyncio.sleep(0.1)
-    contact = await ok(found)
+    contact = ok(found)
     reader = TopicReader(
         running_service.settings.kafka_bootstrap_servers, running_service.settings.topic(topics.EVENTS)
     )
@@ -151,9 +144,7 @@ async def test_command_without_reply_to_is_applied_and_announced(
 async def test_an_address_belongs_to_one_contact_per_customer(
     running_service: Application, client: ContactClient
 ) -> None:
-    owner = await ok(
-        await client.command(create(ACME, phones=["+1 555 123 0004"], emails=["Owner@Example.com"]))
-    )
+    owner = ok(await client.command(create(ACME, phones=["+1 555 123 0004"], emails=["Owner@Example.com"])))
 
     # Same number in another format, same email in another case: refused, nothing created.
     for clash, field in [
@@ -165,62 +156,55 @@ async def test_an_address_belongs_to_one_contact_per_customer(
         assert refused.error.code == "ADDRESS_ALREADY_EXISTS" and (refused.error.field or "").startswith(
             field
         )
-    other = await ok(await client.command(create(ACME, first_name="Bob", phones=["+15551230005"])))
-    steal = c.AddPhoneNumber(
-        command_id=cid(),
+    other = ok(await client.command(create(ACME, first_name="Bob", phones=["+15551230005"])))
+    steal = command(
+        c.AddPhoneNumber,
         customer_id=ACME,
         contact_id=other.id,
-        phone_number={"number": "555-123-0004", "type": "work", "region": "US"},  # type: ignore[arg-type]
+        phone_number={"number": "555-123-0004", "type": "work", "region": "US"},
     )
     refused = await client.command(steal)
     assert refused.error is not None and refused.error.code == "ADDRESS_ALREADY_EXISTS"
-    assert (await ok(await client.get(ACME, other.id))).phone_numbers == other.phone_numbers
-    assert (await ok(await client.lookup_phone(ACME, "+15551230004"))).id == owner.id
+    assert ok(await client.get(ACME, other.id)).phone_numbers == other.phone_numbers
+    assert ok(await client.lookup_phone(ACME, "+15551230004")).id == owner.id
     assert len((await client.list_contacts(ACME)).result) == 2
 
     # Soft delete releases the number; deleting twice is harmless.
     delete = c.DeleteContact(command_id=cid(), customer_id=ACME, contact_id=owner.id)
-    await ok(await client.command(delete))
+    ok(await client.command(delete))
     again = await client.command(c.DeleteContact(command_id=cid(), customer_id=ACME, contact_id=owner.id))
     assert again.ok or (again.error is not None and again.error.code == "CONTACT_NOT_FOUND")
-    taken = await ok(await client.command(steal.model_copy(update={"command_id": cid()})))
-    assert (await ok(await client.lookup_phone(ACME, "+15551230004"))).id == taken.id == other.id
+    taken = ok(await client.command(steal.model_copy(update={"command_id": cid()})))
+    assert ok(await client.lookup_phone(ACME, "+15551230004")).id == taken.id == other.id
 
 
 async def test_one_primary_phone_and_one_primary_email(
     running_service: Application, client: ContactClient
 ) -> None:
-    contact = await ok(
+    contact = ok(
         await client.command(
-            c.CreateContact(
-                command_id=cid(),
-                customer_id=ACME,
-                contact={  # type: ignore[arg-type]
-                    "first_name": "Pat",
-                    "phone_numbers": [{"number": "+15551230010", "type": "mobile", "is_primary": True}],
-                    "emails": [{"address": "pat@example.com", "type": "work", "is_primary": True}],
-                },
+            create_contact(
+                ACME,
+                first_name="Pat",
+                phone_numbers=[{"number": "+15551230010", "type": "mobile", "is_primary": True}],
+                emails=[{"address": "pat@example.com", "type": "work", "is_primary": True}],
             )
         )
     )
-    phone = c.AddPhoneNumber(
-        command_id=cid(),
-        customer_id=ACME,
-        contact_id=contact.id,
-        phone_number={"number": "+15551230011", "type": "work", "is_primary": True},  # type: ignore[arg-type]
-    )
-    after = await ok(await client.command(phone))
+
+    async def add(**entry: Any) -> Contact:
+        """Add the phone number (``phone_number=``) or the email (``email=``) to the contact."""
+        kind: type[c.AddPhoneNumber | c.AddEmail] = (
+            c.AddPhoneNumber if "phone_number" in entry else c.AddEmail
+        )
+        return ok(await client.command(command(kind, customer_id=ACME, contact_id=contact.id, **entry)))
+
+    after = await add(phone_number={"number": "+15551230011", "type": "work", "is_primary": True})
     assert [(p.number_e164, p.is_primary) for p in after.phone_numbers] == [
         ("+15551230010", False),
         ("+15551230011", True),
     ]
-    email = c.AddEmail(
-        command_id=cid(),
-        customer_id=ACME,
-        contact_id=contact.id,
-        email={"address": "Pat.Home@Example.com", "type": "personal", "is_primary": True},  # type: ignore[arg-type]
-    )
-    after = await ok(await client.command(email))
+    after = await add(email={"address": "Pat.Home@Example.com", "type": "personal", "is_primary": True})
     assert [(str(e.address), e.is_primary) for e in after.emails] == [
         ("pat@example.com", False),
         ("pat.home@example.com", True),
@@ -245,37 +229,31 @@ async def test_one_primary_phone_and_one_primary_email(
 async def test_customers_never_see_or_change_each_other(
     running_service: Application, client: ContactClient
 ) -> None:
-    mine = await ok(await client.command(create(ACME, phones=["+15551230020"], emails=["same@example.com"])))
+    mine = ok(await client.command(create(ACME, phones=["+15551230020"], emails=["same@example.com"])))
     # The same number and email are free in another customer.
-    theirs = await ok(
-        await client.command(create(GLOBEX, phones=["+15551230020"], emails=["same@example.com"]))
-    )
-    assert (await ok(await client.lookup_phone(ACME, "+15551230020"))).id == mine.id
-    assert (await ok(await client.lookup_phone(GLOBEX, "+15551230020"))).id == theirs.id
-    assert (await ok(await client.lookup_email(GLOBEX, "same@example.com"))).customer_id == GLOBEX
+    theirs = ok(await client.command(create(GLOBEX, phones=["+15551230020"], emails=["same@example.com"])))
+    assert ok(await client.lookup_phone(ACME, "+15551230020")).id == mine.id
+    assert ok(await client.lookup_phone(GLOBEX, "+15551230020")).id == theirs.id
+    assert ok(await client.lookup_email(GLOBEX, "same@example.com")).customer_id == GLOBEX
 
     not_mine = await client.get(GLOBEX, mine.id)
     assert not_mine.error is not None and not_mine.error.code == "CONTACT_NOT_FOUND"
     hostile_commands: list[c.ContactCommand] = [
-        c.UpdateContact(command_id=cid(), customer_id=GLOBEX, contact_id=mine.id, changes={"company": "X"}),  # type: ignore[arg-type]
+        command(c.UpdateContact, customer_id=GLOBEX, contact_id=mine.id, changes={"company": "X"}),
         c.DeleteContact(command_id=cid(), customer_id=GLOBEX, contact_id=mine.id),
         c.AddTag(command_id=cid(), customer_id=GLOBEX, contact_id=mine.id, tag_id="t"),
     ]
     for hostile in hostile_commands:
         reply = await client.command(hostile)
         assert reply.error is not None and reply.error.code == "CONTACT_NOT_FOUND", hostile.type
-    assert await ok(await client.get(ACME, mine.id)) == mine
+    assert ok(await client.get(ACME, mine.id)) == mine
     assert [x.id for x in (await client.list_contacts(GLOBEX)).result] == [theirs.id]
 
 
 async def test_list_pages_newest_first_without_skips_or_repeats(
     running_service: Application, client: ContactClient
 ) -> None:
-    bulk = c.BulkCreateContacts(
-        command_id=cid(),
-        customer_id=ACME,
-        contacts=[{"first_name": f"P{i:02}", "external_id": f"ext-{i}"} for i in range(25)],
-    )
+    bulk = bulk_of([{"first_name": f"P{i:02}", "external_id": f"ext-{i}"} for i in range(25)])
     created = await client.bulk_create(bulk)
     assert created.ok and created.created == 25
     # One bulk write: many contacts share a tm_create, which the page token must still tell apart.
@@ -345,7 +323,7 @@ async def test_poison_message_goes_to_the_dead_letter_topic_and_the_consumer_goe
 ) -> None:
     await client.send_raw(topics.COMMANDS, b"\x00garbage", key=ACME)
     await client.send_raw(topics.COMMANDS, b'{"type": "create_contact", "command_id": "x"}', key=ACME)
-    after = await ok(await client.command(create(ACME, phones=["+15551230030"])))
+    after = ok(await client.command(create(ACME, phones=["+15551230030"])))
     assert after.phone_numbers[0].number_e164 == "+15551230030"
 
     reader = TopicReader(
@@ -418,7 +396,7 @@ async def test_a_failure_after_the_write_means_redelivery_never_loss_or_double_a
     flaky_service: tuple[Application, LoseAckOnce], client: ContactClient
 ) -> None:
     application, flaky = flaky_service
-    contact = await ok(await client.command(create(ACME, phones=["+15551230040"]), timeout=30))
+    contact = ok(await client.command(create(ACME, phones=["+15551230040"]), timeout=30))
     assert flaky.tripped
     assert [x.id for x in (await client.list_contacts(ACME)).result] == [contact.id]
     reader = TopicReader(
@@ -434,18 +412,16 @@ async def test_a_failure_after_the_write_means_redelivery_never_loss_or_double_a
 async def test_bulk_create_reports_each_item_and_applies_the_rest(
     running_service: Application, client: ContactClient
 ) -> None:
-    taken = await ok(await client.command(create(ACME, phones=["+15551230050"])))
-    bulk = c.BulkCreateContacts(
-        command_id=cid(),
-        customer_id=ACME,
-        contacts=[
+    taken = ok(await client.command(create(ACME, phones=["+15551230050"])))
+    bulk = bulk_of(
+        [
             {"first_name": "Fine", "external_id": "crm-1", "phone_numbers": [{"number": "+15551230051"}]},
             {"first_name": "Bad phone", "phone_numbers": [{"number": "not a number"}]},
             {"first_name": "Taken", "phone_numbers": [{"number": "(555) 123-0050"}]},
             {"first_name": "Unknown field", "id": "forged"},
             {"first_name": "Twin", "phone_numbers": [{"number": "+15551230051"}]},
             {"first_name": "Fine again", "external_id": "crm-1", "company": "Same CRM record"},
-        ],
+        ]
     )
     reply = await client.bulk_create(bulk)
     assert reply.ok
@@ -457,7 +433,7 @@ async def test_bulk_create_reports_each_item_and_applies_the_rest(
         (4, "failed"),
         (5, "updated"),  # same external_id: an upsert of item 0's contact
     ]
-    assert [(e.index, e.error.code, e.error.field) for e in reply.errors] == [  # type: ignore[union-attr]
+    assert [(e.index, present(e.error).code, present(e.error).field) for e in reply.errors] == [
         (1, "INVALID_ARGUMENT", "contacts[1].phone_numbers[0].number"),
         (2, "ADDRESS_ALREADY_EXISTS", "contacts[2].phone_numbers[0].number"),
         (3, "INVALID_ARGUMENT", "contacts[3].id"),
@@ -483,17 +459,15 @@ async def test_bulk_create_reports_each_item_and_applies_the_rest(
 async def test_a_full_bulk_of_1000_is_applied_and_its_large_reply_arrives(
     running_service: Application, client: ContactClient
 ) -> None:
-    bulk = c.BulkCreateContacts(
-        command_id=cid(),
-        customer_id=ACME,
-        contacts=[
+    bulk = bulk_of(
+        [
             {"first_name": f"Caller {i}", "phone_numbers": [{"number": f"+1555444{i:04d}"}]}
             for i in range(1000)
-        ],
+        ]
     )
     reply = await client.bulk_create(bulk, timeout=60)
     assert (reply.created, reply.failed) == (1000, 0)
     assert len(reply.model_dump_json()) > 64 * 1024  # large enough to travel compressed
     assert [i.index for i in reply.items] == list(range(1000))
-    last = await ok(await client.lookup_phone(ACME, "+15554440999"))
+    last = ok(await client.lookup_phone(ACME, "+15554440999"))
     assert last.id == reply.items[999].contact_id

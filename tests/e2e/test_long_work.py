@@ -3,7 +3,6 @@ interval (a slow store) is applied once and answered once, never handed to anoth
 
 import asyncio
 import dataclasses
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +15,7 @@ from service.domain.model import Contact
 from service.service_layer.context import Services
 from service.service_layer.ports import CommandLog, ContactRepository, LoggedOutcome, Outcome
 from tests.conftest import Endpoints, service_settings, started
+from tests.factories import cid, create_contact
 
 pytestmark = pytest.mark.integration
 
@@ -63,21 +63,19 @@ async def test_a_bulk_taking_several_poll_intervals_is_applied_and_answered_once
     def adapt(services: Services) -> Services:
         slow = SlowContacts(services.contacts, delay=1.5)  # 4 chunks of 250: 6 s, 3 intervals
         counting = CountingLog(services.log, lookups)
-        return dataclasses.replace(services, contacts=slow, log=counting)  # type: ignore[arg-type]
+        return dataclasses.replace(services, contacts=slow, log=counting)
 
     # Two instances in one group: one that left the group would hand its partition to the other.
     async with started(settings, adapt=adapt), started(settings, adapt=adapt, drop_database=False):
         bulk = c.BulkCreateContacts(
-            command_id=str(uuid.uuid4()),
+            command_id=cid(),
             customer_id=CUSTOMER,
             contacts=[{"first_name": f"Caller {i}"} for i in range(1000)],
         )
         started_at = asyncio.get_running_loop().time()
         reply = await client.bulk_create(bulk, timeout=60)
         took = asyncio.get_running_loop().time() - started_at
-        follow_up = c.CreateContact.model_validate(
-            {"command_id": str(uuid.uuid4()), "customer_id": CUSTOMER, "contact": {"first_name": "Next"}}
-        )
+        follow_up = create_contact(CUSTOMER, first_name="Next")
         assert (await client.command(follow_up, timeout=30)).ok
         await asyncio.sleep(3 * POLL_INTERVAL_MS / 1000)  # time for a redelivery, had there been one
 

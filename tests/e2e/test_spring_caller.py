@@ -10,17 +10,16 @@ import json
 import shutil
 import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from contracts import commands as c
 from contracts import topics
 from contracts.client import ContactClient
 from service.bootstrap import Application
+from tests.factories import create_contact
 
 pytestmark = pytest.mark.integration
 
@@ -96,11 +95,7 @@ async def test_spring_replying_kafka_template_gets_its_answers(
     ids = {}
     for name, number in (("Ada", ADA), ("Grace", GRACE)):
         reply = await client.command(
-            c.CreateContact(
-                command_id=str(uuid.uuid4()),
-                customer_id=CUSTOMER,
-                contact={"first_name": name, "phone_numbers": [{"number": number, "type": "mobile"}]},
-            )
+            create_contact(CUSTOMER, first_name=name, phone_numbers=[{"number": number, "type": "mobile"}])
         )
         assert reply.ok and reply.result is not None, reply.error
         ids[name] = reply.result.id

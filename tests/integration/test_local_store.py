@@ -27,7 +27,9 @@ from service.service_layer.handlers import handle_command
 from service.service_layer.ports import JsonDict, Outcome
 from service.service_layer.queries import list_contacts
 from service.service_layer.sync import apply_sync_batch
+from tests import factories
 from tests.conftest import Endpoints, store_services
+from tests.factories import CommandT
 
 pytestmark = pytest.mark.integration
 
@@ -88,15 +90,15 @@ async def store(
         await client.close()
 
 
-def command(kind: type[c._Command], n: int, **body: Any) -> Any:
-    return kind.model_validate({"command_id": f"cmd-{n}", "customer_id": CUSTOMER, **body})
+def command(kind: type[CommandT], n: int, **body: Any) -> CommandT:
+    return factories.command(kind, command_id=f"cmd-{n}", customer_id=CUSTOMER, **body)
 
 
 async def every_write_path(svc: Services) -> None:
     """Each command type, a bulk create (new and existing external ids), a bulk delete, a CRM
     sync batch (create, update, delete), a lost address race and a list, through the handlers."""
 
-    async def run(cmd: Any) -> JsonDict:
+    async def run(cmd: c.ContactCommand) -> JsonDict:
         reply = await handle_command(cmd, svc=svc)
         assert reply["ok"] is True, reply
         return reply

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -16,6 +17,10 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
 from tests.conftest import Endpoints
+from tests.factories import present
+
+if TYPE_CHECKING:
+    from service.bootstrap import Application
 
 pytestmark = pytest.mark.integration
 
@@ -92,10 +97,10 @@ async def test_store_insert_find_update_and_unique_violation(
         people = db["people"]
         await people.create_index("email", unique=True)
         await people.insert_one({"_id": "a", "email": "a@example.com", "n": 1})
-        assert (await people.find_one({"_id": "a"}))["n"] == 1  # type: ignore[index]
+        assert present(await people.find_one({"_id": "a"}))["n"] == 1
         result = await people.update_one({"_id": "a", "n": 1}, {"$set": {"n": 2}})
         assert result.modified_count == 1
-        assert (await people.find_one({"email": "a@example.com"}))["n"] == 2  # type: ignore[index]
+        assert present(await people.find_one({"email": "a@example.com"}))["n"] == 2
         with pytest.raises(DuplicateKeyError):
             await people.insert_one({"_id": "b", "email": "a@example.com"})
         with pytest.raises(DuplicateKeyError):
@@ -126,8 +131,8 @@ async def test_the_schema_step_runs_again_on_an_existing_database(
         await client.close()
 
 
-async def test_running_service_reports_ready(running_service: object) -> None:
-    health = running_service.health  # type: ignore[attr-defined]
+async def test_running_service_reports_ready(running_service: "Application") -> None:
+    health = running_service.health
     reader, writer = await asyncio.open_connection("127.0.0.1", health.port)
     writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
     await writer.drain()
@@ -137,7 +142,7 @@ async def test_running_service_reports_ready(running_service: object) -> None:
     assert status == "HTTP/1.1 200 OK"
     assert body == {"ready": True, "broker": True, "store": True}
     # The store's collections and indexes exist after start-up.
-    names = await running_service.mongo[running_service.settings.mongodb_database].list_collection_names()  # type: ignore[attr-defined]
+    names = await running_service.mongo[running_service.settings.mongodb_database].list_collection_names()
     assert {"contacts", "contact_addresses", "processed_commands"} <= set(names)
 
 
@@ -199,7 +204,7 @@ async def test_console_script_starts_reports_ready_and_stops_cleanly_on_sigterm(
         assert ready, "service never reported ready"
         process.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(process.wait(), 30)
-        output = (await process.stdout.read()).decode()  # type: ignore[union-attr]
+        output = (await present(process.stdout).read()).decode()
         assert code == 0, output
     finally:
         if process.returncode is None:

@@ -2,6 +2,7 @@
 
 import copy
 from collections.abc import Sequence, Set
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from service.domain.model import Address, Contact
@@ -197,14 +198,19 @@ class FakePublisher:
         self.published.extend(events)
 
 
-def make_services(**overrides: object) -> Services:
-    defaults: dict[str, object] = {
-        "contacts": FakeContacts(),
-        "addresses": FakeAddressBook(),
-        "log": FakeCommandLog(),
-        "events": FakePublisher(),
-        "clock": FakeClock(),
-        "sync_states": FakeSyncStates(),
-    }
-    defaults.update(overrides)
-    return Services(**defaults)  # type: ignore[arg-type]
+@dataclass(frozen=True, slots=True)
+class FakeServices(Services):
+    """``Services`` on the fakes, each typed as its fake (so a test reads what a fake recorded);
+    any one replaced by keyword (``FakeServices(log=FailingLog())``). Being a ``Services``, it
+    also has mypy check that every fake satisfies its port."""
+
+    contacts: FakeContacts = field(default_factory=FakeContacts)
+    addresses: FakeAddressBook = field(default_factory=FakeAddressBook)
+    log: FakeCommandLog = field(default_factory=FakeCommandLog)
+    events: FakePublisher = field(default_factory=FakePublisher)
+    clock: FakeClock = field(default_factory=FakeClock)
+    sync_states: FakeSyncStates = field(default_factory=FakeSyncStates)
+
+
+make_services = FakeServices
+"""The fakes wired as ``Services``: ``make_services(contacts=SlowContacts())``."""

@@ -11,9 +11,17 @@ import pytest
 from contracts import commands as c
 from service.domain.model import Address
 from service.service_layer.batch import CommandBatch, Stopped
+from service.service_layer.context import Services
 from service.service_layer.handlers import handle_command
 from service.service_layer.ports import JsonDict, Outcome
-from tests.unit.fakes import FakeAddressBook, FakeCommandLog, FakeContacts, FakePublisher, make_services
+from tests.unit.fakes import (
+    FakeAddressBook,
+    FakeCommandLog,
+    FakeContacts,
+    FakePublisher,
+    FakeServices,
+    make_services,
+)
 
 CUST = "cust-batch"
 
@@ -55,7 +63,7 @@ class RecordingPublisher(FakePublisher):
         await super().publish(events=events)
 
 
-def recording_services() -> tuple[Any, CallLog]:
+def recording_services() -> tuple[FakeServices, CallLog]:
     calls = CallLog()
     svc = make_services(
         contacts=RecordingContacts(calls), log=RecordingLog(calls), events=RecordingPublisher(calls)
@@ -83,7 +91,7 @@ def update(n: int, contact_id: str, name: str) -> c.UpdateContact:
     )
 
 
-async def run_batch(svc: Any, commands: Sequence[c.ContactCommand]) -> list[JsonDict]:
+async def run_batch(svc: Services, commands: Sequence[c.ContactCommand]) -> list[JsonDict]:
     """As the commands entrypoint runs a batch: start each in order, flush, then the replies."""
     batch = CommandBatch(svc)
     batch.prefetch(commands)
@@ -175,24 +183,25 @@ class SlowContacts(FakeContacts):
         return await super().replace(contact=contact, expected_version=expected_version, outcome=outcome)
 
 
-async def seeded(count: int) -> tuple[Any, list[str]]:
-    svc = make_services(contacts=SlowContacts())
+async def seeded(count: int) -> tuple[FakeServices, SlowContacts, list[str]]:
+    contacts = SlowContacts()
+    svc = make_services(contacts=contacts)
     ids = [
         (await handle_command(create(n, f"+1555123{n:04d}"), svc=svc))["result"]["id"] for n in range(count)
     ]
-    return svc, ids
+    return svc, contacts, ids
 
 
 async def test_changes_to_different_contacts_overlap_their_writes() -> None:
-    svc, ids = await seeded(5)
+    svc, contacts, ids = await seeded(5)
     replies = await run_batch(svc, [update(n, contact_id, f"L{n}") for n, contact_id in enumerate(ids)])
     assert [r["result"]["last_name"] for r in replies] == [f"L{n}" for n in range(5)]
-    assert svc.contacts.most == 5
+    assert contacts.most == 5
 
 
 async def test_a_command_claiming_an_address_waits_for_earlier_ones_that_may_give_one_up() -> None:
-    svc, ids = await seeded(2)
-    phone_id = svc.contacts.rows[ids[0]][0].phone_numbers[0].id
+    svc, contacts, ids = await seeded(2)
+    phone_id = contacts.rows[ids[0]][0].phone_numbers[0].id
     give_up = c.RemovePhoneNumber(
         command_id="rm", customer_id=CUST, contact_id=ids[0], phone_number_id=phone_id
     )
@@ -206,7 +215,7 @@ async def test_a_command_claiming_an_address_waits_for_earlier_ones_that_may_giv
     )
     removed, taken = await run_batch(svc, [give_up, take])
     assert removed["ok"] and taken["ok"], taken
-    assert svc.contacts.most == 1
+    assert contacts.most == 1
 
 
 class BrokenRow(SlowContacts):

@@ -13,14 +13,18 @@ from service.service_layer import mapping
 from service.service_layer.context import Services
 from service.service_layer.directory import UNKNOWN, CallerDirectory, contact_reply
 from service.service_layer.handlers import handle_command
+from service.service_layer.ports import JsonDict
 from service.service_layer.queries import batch_lookup_contacts, lookup_contact
+from tests.factories import ModelT, command, create_contact
 from tests.unit.fakes import make_services
 from tests.unit.test_mapping import contacts
 
 CUST, OTHER = "cust-a", "cust-b"
 
 
-def card(contact_id: str, version: int, *phones: str, customer: str = CUST, deleted: bool = False) -> Any:
+def card(
+    contact_id: str, version: int, *phones: str, customer: str = CUST, deleted: bool = False
+) -> JsonDict:
     return {
         "id": contact_id,
         "customer_id": customer,
@@ -102,7 +106,12 @@ def _create(n: int, *phones: str, email: str = "") -> c.CreateContact:
     body: dict[str, Any] = {"first_name": f"n{n}", "phone_numbers": [{"number": p} for p in phones]}
     if email:
         body["emails"] = [{"address": email}]
-    return c.CreateContact(command_id=f"create-{n}", customer_id=CUST, contact=body)  # type: ignore[arg-type]
+    return create_contact(CUST, command_id=f"create-{n}", **body)
+
+
+def change(kind: type[ModelT], command_id: str, contact_id: str, **fields: Any) -> ModelT:
+    """A ``kind`` command on contact ``contact_id`` of CUST."""
+    return command(kind, command_id=command_id, customer_id=CUST, contact_id=contact_id, **fields)
 
 
 async def _history(svc: Services) -> list[str]:
@@ -112,26 +121,14 @@ async def _history(svc: Services) -> list[str]:
         reply = await handle_command(_create(n, f"+1555000010{n}", email=f"p{n}@example.com"), svc=svc)
         ids.append(reply["result"]["id"])
         first_phone.append(reply["result"]["phone_numbers"][0]["id"])
-    moves: list[Any] = [
-        c.RemovePhoneNumber(
-            command_id="m1", customer_id=CUST, contact_id=ids[0], phone_number_id=first_phone[0]
-        ),
-        c.AddPhoneNumber(
-            command_id="m2",
-            customer_id=CUST,
-            contact_id=ids[1],
-            phone_number={"number": "+15550000100"},  # type: ignore[arg-type]
-        ),
-        c.UpdateContact(
-            command_id="m3",
-            customer_id=CUST,
-            contact_id=ids[2],
-            changes={"first_name": "Renamed"},  # type: ignore[arg-type]
-        ),
-        c.DeleteContact(command_id="m4", customer_id=CUST, contact_id=ids[3]),
+    moves: list[c.ContactCommand] = [
+        change(c.RemovePhoneNumber, "m1", ids[0], phone_number_id=first_phone[0]),
+        change(c.AddPhoneNumber, "m2", ids[1], phone_number={"number": "+15550000100"}),
+        change(c.UpdateContact, "m3", ids[2], changes={"first_name": "Renamed"}),
+        change(c.DeleteContact, "m4", ids[3]),
     ]
-    for command in moves:
-        reply = await handle_command(command, svc=svc)
+    for move in moves:
+        reply = await handle_command(move, svc=svc)
         assert reply["ok"], reply
     return ids
 
@@ -148,7 +145,7 @@ class _Trusted:
 async def test_fed_every_event_in_any_order_the_directory_answers_as_the_store_does() -> None:
     svc = make_services()
     await _history(svc)
-    events = list(svc.events.published)  # type: ignore[attr-defined]
+    events = list(svc.events.published)
     asks = [q.LookupContact(customer_id=CUST, phone=f"+1555000010{n}") for n in range(5)] + [
         q.LookupContact(customer_id=CUST, email=f"P{n}@example.com") for n in range(5)
     ]
@@ -187,7 +184,7 @@ async def test_a_batch_lookup_from_the_directory_equals_the_store_answer() -> No
     svc = make_services()
     await _history(svc)
     directory = CallerDirectory()
-    for event in svc.events.published:  # type: ignore[attr-defined]
+    for event in svc.events.published:
         directory.apply(event["contact"], version=event["version"])
     ask = q.BatchLookupContacts(
         customer_id=CUST,

@@ -1,4 +1,4 @@
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -67,15 +67,20 @@ def test_emails_are_lowercased_and_validated() -> None:
             normalize_email(bad, field="e")
 
 
-def make_contact(**kwargs: object) -> Contact:
+def make_contact(
+    *, phones: Sequence[NewPhoneNumber] | None = None, emails: Sequence[NewEmail] | None = None
+) -> Contact:
+    """John Smith with one primary mobile and one primary work email, unless given others."""
+    if phones is None:
+        phones = [NewPhoneNumber("+15551234567", "+15551234567", "", "mobile", True)]
+    if emails is None:
+        emails = [NewEmail("john@acme.com", "work", True)]
     return Contact.create(
         id="c1",
         customer_id="cust",
         fields={"first_name": "John", "last_name": "Smith"},
-        phone_numbers=kwargs.get(
-            "phones", [NewPhoneNumber("+15551234567", "+15551234567", "", "mobile", True)]
-        ),  # type: ignore[arg-type]
-        emails=kwargs.get("emails", [NewEmail("john@acme.com", "work", True)]),  # type: ignore[arg-type]
+        phone_numbers=phones,
+        emails=emails,
         tag_ids=["vip", "vip"],
         now=NOW,
         new_id=ids(),
