@@ -29,3 +29,41 @@ DLQ_SOURCE_TOPIC: Final = "dlq_source_topic"
 DLQ_SOURCE_PARTITION: Final = "dlq_source_partition"
 DLQ_SOURCE_OFFSET: Final = "dlq_source_offset"
 """... and where the original message came from. The value is the original bytes, unchanged."""
+
+# Spring Kafka's dead-letter headers (DeadLetterPublishingRecoverer), on every dead letter beside
+# the dlq_* ones: tools that know Spring's dead-letter topics read these. Integers are big-endian
+# binary as Spring writes them; text is UTF-8.
+DLT_ORIGINAL_TOPIC: Final = "kafka_dlt-original-topic"
+DLT_ORIGINAL_PARTITION: Final = "kafka_dlt-original-partition"
+"""4-byte big-endian integer."""
+DLT_ORIGINAL_OFFSET: Final = "kafka_dlt-original-offset"
+"""8-byte big-endian integer."""
+DLT_ORIGINAL_TIMESTAMP: Final = "kafka_dlt-original-timestamp"
+"""8-byte big-endian integer: the original record's timestamp, epoch milliseconds."""
+DLT_ORIGINAL_TIMESTAMP_TYPE: Final = "kafka_dlt-original-timestamp-type"
+DLT_ORIGINAL_CONSUMER_GROUP: Final = "kafka_dlt-original-consumer-group"
+DLT_EXCEPTION_FQCN: Final = "kafka_dlt-exception-fqcn"
+DLT_EXCEPTION_MESSAGE: Final = "kafka_dlt-exception-message"
+DELIVERY_ATTEMPT: Final = "kafka_deliveryAttempt"
+"""4-byte big-endian integer: how many times the message was tried before it was dead-lettered."""
+
+DEAD_LETTER_HEADERS: Final = frozenset(
+    {
+        DLQ_REASON,
+        DLQ_MESSAGE,
+        DLQ_FIELD,
+        DLQ_SOURCE_TOPIC,
+        DLQ_SOURCE_PARTITION,
+        DLQ_SOURCE_OFFSET,
+        DLT_ORIGINAL_TOPIC,
+        DLT_ORIGINAL_PARTITION,
+        DLT_ORIGINAL_OFFSET,
+        DLT_ORIGINAL_TIMESTAMP,
+        DLT_ORIGINAL_TIMESTAMP_TYPE,
+        DLT_ORIGINAL_CONSUMER_GROUP,
+        DLT_EXCEPTION_FQCN,
+        DLT_EXCEPTION_MESSAGE,
+        DELIVERY_ATTEMPT,
+    }
+)
+"""What a dead letter adds; every other header is the original message's, byte for byte."""

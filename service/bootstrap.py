@@ -1,5 +1,6 @@
 """The composition root: the one place that picks concrete classes and wires them together."""
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -81,11 +82,11 @@ def build(
     services = make_services(settings, db, events=out.events, directory=directory)
     if adapt is not None:
         services = adapt(services)
-    wiring = Messaging.make(settings, dead_letters=out.dead_letters)
+    wiring = Messaging.make(settings)
     answers = include_routers(router, settings, services, wiring, sync_results=out.sync_results)
     broker.include_router(router)
     health = make_health(settings, broker, mongo, wiring.counters, directory)
-    lifecycle = Lifecycle(settings, db, mongo, wiring.replier, directory, health, answers)
+    lifecycle = Lifecycle(settings, db, mongo, wiring, directory, health, answers)
     app = FastStream(
         broker,
         on_startup=[lifecycle.on_startup],
@@ -146,10 +147,14 @@ class Messaging:
     policy: FailurePolicy
 
     @classmethod
-    def make(cls, settings: Settings, *, dead_letters: KafkaPublisher) -> "Messaging":
+    def make(cls, settings: Settings) -> "Messaging":
         counters = Counters()
         replier = Replier(bootstrap_servers=settings.kafka_bootstrap_servers, counters=counters)
-        parked = DeadLetters(dead_letters)
+        parked = DeadLetters(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            topic=settings.topic(topics.DEAD_LETTERS),
+            groups=settings.groups(),
+        )
         policy = FailurePolicy(
             replier=replier,
             dead_letters=parked,
@@ -229,17 +234,21 @@ class Lifecycle:
     settings: Settings
     db: Database
     mongo: AsyncMongoClient[dict[str, Any]]
-    replier: Replier
+    wiring: Messaging
     directory: KafkaDirectoryFeed | None
     health: HealthServer
     answers: lookups.Answers
+    pruner: "asyncio.Task[None] | None" = None
 
     async def on_startup(self) -> None:
         await ensure_schema(self.db)
         await ensure_topics(self.settings)
-        await self.replier.start()
+        await self.wiring.replier.start()
+        await self.wiring.dead_letters.start()
         if self.directory is not None:
             await self.directory.start()
+        retention = timedelta(days=self.settings.command_log_retention_days)
+        self.pruner = asyncio.create_task(MongoCommandLog(self.db).prune_forever(retention=retention))
 
     async def after_startup(self) -> None:
         # What start-up built lives as long as the process: out of the collector's sight, a full
@@ -255,12 +264,15 @@ class Lifecycle:
 
     async def on_shutdown(self) -> None:
         await self.health.stop()
+        if self.pruner is not None:
+            self.pruner.cancel()
 
     async def after_shutdown(self) -> None:
         await self.answers.drain()  # the subscribers have stopped: answer what was taken, then close
         if self.directory is not None:
             await self.directory.stop()
-        await self.replier.stop()
+        await self.wiring.dead_letters.stop()
+        await self.wiring.replier.stop()
         await self.mongo.close()
         gc.unfreeze()  # what was frozen may be garbage now (a process running the app again: tests)
 

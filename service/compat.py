@@ -4,12 +4,14 @@ Each function states the assumption it makes about the library; tests/unit/test_
 one test per assumption, so an upgrade that breaks one fails there first, by name.
 """
 
+import asyncio
 import copy
 import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.cluster import ClusterMetadata
 from fast_depends.exceptions import ValidationError as ArgumentsError
 from faststream.kafka import KafkaRouter
@@ -20,11 +22,13 @@ from pydantic import TypeAdapter, ValidationError
 __all__ = [
     "KafkaPublisher",
     "cluster_metadata",
+    "group_state",
     "one_record_schema",
     "poll_again_at_once",
     "raw_batch_subscriber",
     "raw_records",
     "readable_headers",
+    "start_consumer",
     "subscriber_consumer",
     "tolerant_batch_parser",
     "tolerant_parser",
@@ -147,6 +151,30 @@ async def cluster_metadata(consumer: AIOKafkaConsumer) -> ClusterMetadata:
     """
     metadata: ClusterMetadata = await consumer._client.fetch_all_metadata()
     return metadata
+
+
+async def group_state(admin: AIOKafkaAdminClient, group_id: str) -> tuple[str, int]:
+    """A consumer group's state ("Empty", "Stable", "Dead" for none...) and its member count.
+
+    Assumes: aiokafka's ``describe_consumer_groups`` returns the raw DescribeGroups responses,
+    whose ``to_object()`` holds ``groups`` with ``group``, ``state`` and ``members``.
+    """
+    for response in await admin.describe_consumer_groups([group_id]):
+        for group in response.to_object()["groups"]:
+            if group["group"] == group_id:
+                return str(group["state"]), len(group["members"])
+    return "Dead", 0
+
+
+async def start_consumer(consumer: AIOKafkaConsumer) -> AIOKafkaConsumer:
+    """``consumer.start()``, then one turn of the loop before anything may stop it.
+
+    Assumes: a consumer without a group starts a background task that, cancelled before its first
+    step, makes ``stop()`` raise CancelledError (aiokafka 0.14's NoGroupCoordinator.close).
+    """
+    await consumer.start()
+    await asyncio.sleep(0)
+    return consumer
 
 
 def unwrap_argument_error(exc: BaseException) -> BaseException:

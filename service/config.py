@@ -88,6 +88,14 @@ class Settings(BaseSettings):
         le=16,
         description="Groups of a sync batch applied concurrently: one's reads overlap another's writes.",
     )
+    command_log_retention_days: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "How long the command log remembers a command (and so answers its redelivery or replay "
+            "without applying it again). Keep it longer than the command topic's retention."
+        ),
+    )
     health_host: str = Field("127.0.0.1", description="Health/readiness HTTP listener address.")
     health_port: int = Field(
         8080, ge=0, le=65535, description="Health/readiness HTTP port (0: pick a free port)."
@@ -115,3 +123,20 @@ class Settings(BaseSettings):
 
     def all_topics(self) -> list[str]:
         return [self.topic(t) for t in topics.ALL]
+
+    def group(self, topic: str) -> str:
+        """The consumer group that reads ``topic`` (a name from ``contracts.topics``)."""
+        return f"{self.consumer_group}.{CONSUMED[topic]}"
+
+    def groups(self) -> dict[str, str]:
+        """Every topic the service consumes (with its prefix), and the group that reads it."""
+        return {self.topic(t): self.group(t) for t in CONSUMED}
+
+
+CONSUMED = {
+    topics.COMMANDS: "commands",
+    topics.QUERIES: "queries",
+    topics.LOOKUPS: "lookups",
+    topics.CRM_SYNC: "crm-sync",
+}
+"""The topics the service consumes, each with its consumer group's suffix."""

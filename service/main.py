@@ -1,14 +1,17 @@
-"""Entry point: ``contact-service`` (or ``faststream run service.main:app``)."""
+"""Entry point: ``contact-service`` runs the service, ``contact-service ops ...`` operates it
+(or ``faststream run service.main:create_app --factory``)."""
 
 import asyncio
 import logging
 import sys
 
+import typer
 import uvloop
 from pydantic import ValidationError
 
 from service.bootstrap import build
 from service.config import Settings
+from service.ops.cli import app as ops
 
 
 def load_settings() -> Settings:
@@ -43,5 +46,19 @@ def run() -> None:
         asyncio.run(app.run())
 
 
+cli = typer.Typer(
+    help="The contact service. Without a command: run it (settings from the environment).",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+cli.add_typer(ops, name="ops")
+
+
+@cli.callback(invoke_without_command=True)
+def _default(context: typer.Context) -> None:
+    if context.invoked_subcommand is None:
+        run()
+
+
 if __name__ == "__main__":
-    run()
+    cli()

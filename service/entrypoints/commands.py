@@ -107,11 +107,11 @@ class Commands:
             except Exception as again:
                 exc = again
         log.error("giving up on %s[%s]@%s: %r", record.topic, record.partition, record.offset, exc)
-        await self._dead_letters.send(record, gave_up(exc))
+        await self._dead_letters.send(record, gave_up(exc), exc=exc, attempts=self._max_attempts)
         return None
 
     async def _reject(self, record: ConsumerRecord[Any, Any], exc: Exception) -> None:
-        await reject(record, bad_input(exc), replier=self._replier, dead_letters=self._dead_letters)
+        await reject(record, bad_input(exc), replier=self._replier, dead_letters=self._dead_letters, exc=exc)
 
 
 def build_router(*, settings: Settings, commands: Commands, replier: Replier, router: KafkaRouter) -> None:
@@ -119,7 +119,7 @@ def build_router(*, settings: Settings, commands: Commands, replier: Replier, ro
         router,
         settings.topic(topics.COMMANDS),
         max_records=settings.command_batch_size,
-        group_id=f"{settings.consumer_group}.commands",
+        group_id=settings.group(topics.COMMANDS),
         fetch_max_wait_ms=REQUEST_FETCH_MAX_WAIT_MS,
         max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
         auto_offset_reset="earliest",

@@ -34,7 +34,7 @@ def build_router(
         settings.topic(topics.CRM_SYNC),
         max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
         max_records=settings.sync_batch_size,
-        group_id=f"{settings.consumer_group}.crm-sync",
+        group_id=settings.group(topics.CRM_SYNC),
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title="crm-sync",
@@ -79,7 +79,7 @@ class SyncBatches:
             try:
                 parsed[position] = SYNC_ADAPTER.validate_json(record.value or b"")
             except ValidationError as exc:
-                await self._dead_letters.send(record, bad_input(exc))
+                await self._dead_letters.send(record, bad_input(exc), exc=exc)
                 self._counters.add("sync_dead_lettered")
         report = await apply_sync_batch(list(parsed.items()), svc=self._svc, lanes=self._lanes)
         await asyncio.gather(

@@ -152,7 +152,9 @@ class _FailureMiddleware(BaseMiddleware):
         error = input_error(exc_val)
         if error is not None:
             for record in records:
-                await reject(record, error, replier=policy.replier, dead_letters=policy.dead_letters)
+                await reject(
+                    record, error, replier=policy.replier, dead_letters=policy.dead_letters, exc=exc_val
+                )
             return True  # handled: commit and move on
         attempt = policy.attempts[where] = policy.attempts.get(where, 0) + 1
         if not is_transient(exc_val) and attempt >= policy.max_attempts:
@@ -160,7 +162,7 @@ class _FailureMiddleware(BaseMiddleware):
             log.exception("giving up on %s after %d attempts", where, attempt, exc_info=exc_val)
             failure = gave_up(exc_val)
             for record in records:
-                await policy.dead_letters.send(record, failure)
+                await policy.dead_letters.send(record, failure, exc=exc_val, attempts=attempt)
             return True
         delay = retry_delay(attempt, policy.backoff_max)
         log.warning("attempt %d on %s failed (%r); retrying in %.1fs", attempt, where, exc_val, delay)

@@ -63,7 +63,9 @@ class Answers:
             try:
                 query = q.LOOKUP_ADAPTER.validate_json(record.value or b"")
             except ValidationError as exc:
-                await reject(record, bad_input(exc), replier=self._replier, dead_letters=self._dead_letters)
+                await reject(
+                    record, bad_input(exc), replier=self._replier, dead_letters=self._dead_letters, exc=exc
+                )
                 return
             reply: ContactReply | BatchLookupReply | ErrorReply | bytes
             try:
@@ -90,7 +92,7 @@ def build_router(*, settings: Settings, answers: Answers, router: KafkaRouter) -
         router,
         settings.topic(topics.LOOKUPS),
         max_records=settings.lookup_workers,
-        group_id=f"{settings.consumer_group}.lookups",
+        group_id=settings.group(topics.LOOKUPS),
         # A lookup is only worth answering while its caller waits: commit first and answer many
         # at once. After a crash the caller's timeout (and retry) covers the lost request; a new
         # group starting from the earliest offset drops old requests by their deadline.

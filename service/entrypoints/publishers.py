@@ -16,8 +16,10 @@ changed_fields, a per-contact version, the cause (command id and type) and an ev
 on. Keyed by contact id; headers event_type and event_id."""
 
 DEAD_LETTERS = """\
-Messages that could not be parsed or applied, value unchanged, with headers dlq_reason (an \
-ErrorCode), dlq_message, dlq_field and dlq_source_topic/partition/offset."""
+Messages that could not be parsed or applied: key, value and headers unchanged, plus the reason in \
+headers dlq_reason (an ErrorCode), dlq_message, dlq_field, dlq_source_topic/partition/offset, and \
+Spring Kafka's kafka_dlt-original-topic/partition/offset/timestamp/consumer-group, \
+kafka_dlt-exception-fqcn/message and kafka_deliveryAttempt."""
 
 SYNC_RESULTS = """\
 One SyncResult per CRM sync item that could not be applied (for example ADDRESS_ALREADY_EXISTS \

@@ -16,7 +16,7 @@ from service.service_layer.context import Services
 def build_router(*, settings: Settings, svc: Services, replier: Replier, router: KafkaRouter) -> None:
     @router.subscriber(
         settings.topic(topics.QUERIES),
-        group_id=f"{settings.consumer_group}.queries",
+        group_id=settings.group(topics.QUERIES),
         fetch_max_wait_ms=REQUEST_FETCH_MAX_WAIT_MS,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,

@@ -1,15 +1,27 @@
 """The command log: each command's outcome, by customer and command id."""
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
+from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from service.adapters.mongo.documents import COMMAND_LOG, Doc, duplicates, key, log_doc, logged_outcome
 from service.service_layer.ports import LoggedOutcome, Outcome
+
+log = logging.getLogger("contact_service")
+
+
+@dataclass(frozen=True)
+class LogSize:
+    entries: int
+    oldest: datetime | None
 
 
 class MongoCommandLog:
@@ -60,6 +72,30 @@ class MongoCommandLog:
             await self._log.insert_one(
                 {"_id": key(customer_id, command_id, _PUBLISHED), "tm_create": datetime.now(UTC)}
             )
+
+    async def size(self) -> LogSize:
+        """Entries (publish marks included) and the oldest one's time."""
+        entries = await self._log.count_documents({})
+        first = await self._log.find_one({}, {"tm_create": True}, sort=[("tm_create", ASCENDING)])
+        return LogSize(entries, None if first is None else first.get("tm_create"))
+
+    async def prune(self, *, before: datetime) -> int:
+        """Forget the commands recorded before ``before``; how many entries went."""
+        result = await self._log.delete_many({"tm_create": {"$lt": before}})
+        return result.deleted_count
+
+    async def prune_forever(self, *, retention: timedelta) -> None:
+        """Keep the log within its retention: prune every tenth of it (at most hourly)."""
+        every = min(retention / 10, timedelta(hours=1)).total_seconds()
+        while True:
+            await asyncio.sleep(every)
+            try:
+                gone = await self.prune(before=datetime.now(UTC) - retention)
+            except Exception:
+                log.exception("could not prune the command log; trying again in %.0fs", every)
+                continue
+            if gone:
+                log.info("command log: %d entries past the %s retention pruned", gone, retention)
 
 
 _PUBLISHED = "published"

@@ -31,7 +31,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("customer_id", ASCENDING), ("emails.address", ASCENDING)], name="customer_email"),
     ],
     ADDRESSES: [IndexModel([("contact_id", ASCENDING)], name="contact")],
-    COMMAND_LOG: [],
+    COMMAND_LOG: [IndexModel([("tm_create", ASCENDING)], name="tm_create")],  # retention
     SYNC_STATE: [],
     CONTACT_LIST: [],  # read by _id range alone
     SCHEMA_MARKS: [],

@@ -1,0 +1,1 @@
+"""Operators' toolkit: the ``contact-service ops`` command and what it does."""

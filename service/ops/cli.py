@@ -1,0 +1,510 @@
+"""``contact-service ops``: status, replay, dead letters, re-emit, audit — configured like the service.
+
+Every verb that changes something prints what it will do first, has ``--dry-run``, and is safe to
+run twice. ``--json`` prints one JSON document on stdout for scripts; people get tables, and
+progress bars on stderr.
+"""
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from aiokafka import AIOKafkaProducer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from contracts import topics
+from service.adapters.mongo import make_client
+from service.config import CONSUMED, Settings
+from service.ops import dead_letters as dl
+from service.ops import reemit as re_emit
+from service.ops import store
+from service.ops.kafka import Cluster, GroupOffsets, Target
+
+app = typer.Typer(
+    help="Operate the contact service: replay, redrive, re-emit, audit.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+dlq_app = typer.Typer(help="Dead letters: list, show, redrive.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON document on stdout, for scripts.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Say what would be done; change nothing.")]
+TOPICS = {suffix: topic for topic, suffix in CONSUMED.items()}
+
+
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(work)
+
+
+def _emit(as_json: bool, document: Any, table: Table | None = None) -> None:
+    if as_json:
+        print(json.dumps(document, indent=2, default=str))
+    elif table is not None:
+        out.print(table)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+@asynccontextmanager
+async def _connected(settings: Settings) -> AsyncIterator[tuple[Cluster, store.Database]]:
+    mongo = make_client(settings.mongodb_url)
+    try:
+        async with Cluster(settings) as cluster:
+            yield cluster, mongo[settings.mongodb_database]
+    finally:
+        await mongo.close()
+
+
+# --- status ---
+
+
+@app.command()
+def status(as_json: JsonFlag = False) -> None:
+    """Consumer groups (offsets, lag, members), dead letters by reason, the command log's size."""
+    settings = Settings()
+    report = _run(_status(settings))
+    _emit(as_json, report, _status_tables(report))
+    if not as_json:
+        out.print(_reasons_table(report["dead_letters"]))
+        out.print(_log_table(report["command_log"]))
+
+
+async def _status(settings: Settings) -> dict[str, Any]:
+    async with _connected(settings) as (cluster, db):
+        groups = [await cluster.offsets(group, topic) for topic, group in settings.groups().items()]
+        reasons: dict[str, int] = {}
+        async for letter in dl.dead_letters(cluster, dl.Filter()):
+            reasons[letter.reason] = reasons.get(letter.reason, 0) + 1
+        retention = timedelta(days=settings.command_log_retention_days)
+        log = await store.log_size(db, retention=retention)
+    return {"groups": [_group_json(g) for g in groups], "dead_letters": reasons, "command_log": log}
+
+
+def _group_json(g: GroupOffsets) -> dict[str, Any]:
+    return {
+        "group": g.group,
+        "topic": g.topic,
+        "state": g.state,
+        "members": g.members,
+        "lag": g.lag,
+        "partitions": [
+            {"partition": p.partition, "start": p.start, "committed": p.committed, "end": p.end, "lag": p.lag}
+            for p in g.partitions
+        ],
+    }
+
+
+def _status_tables(report: dict[str, Any]) -> Table:
+    table = Table(title="consumer groups")
+    for column in ("group", "topic", "state", "members", "partition", "committed", "end", "lag"):
+        table.add_column(
+            column, justify="right" if column in {"members", "committed", "end", "lag"} else "left"
+        )
+    for g in report["groups"]:
+        for i, p in enumerate(g["partitions"]):
+            first = i == 0
+            table.add_row(
+                g["group"] if first else "",
+                g["topic"] if first else "",
+                g["state"] if first else "",
+                str(g["members"]) if first else "",
+                str(p["partition"]),
+                "-" if p["committed"] is None else str(p["committed"]),
+                str(p["end"]),
+                str(p["lag"]),
+            )
+    return table
+
+
+def _reasons_table(reasons: dict[str, int]) -> Table:
+    table = Table(title="dead letters by reason")
+    table.add_column("reason")
+    table.add_column("count", justify="right")
+    for reason, count in sorted(reasons.items()):
+        table.add_row(reason or "(none)", str(count))
+    return table
+
+
+def _log_table(log: dict[str, Any]) -> Table:
+    table = Table(title="command log")
+    for column in ("entries", "oldest", "oldest age (h)", "retention (days)"):
+        table.add_column(column)
+    table.add_row(
+        str(log["entries"]), str(log["oldest"]), str(log["oldest_age_hours"]), str(log["retention_days"])
+    )
+    return table
+
+
+# --- replay ---
+
+
+@app.command()
+def replay(
+    topic: Annotated[list[str], typer.Option(help=f"Topic to replay: {', '.join(TOPICS)} (repeatable).")],
+    earliest: Annotated[bool, typer.Option("--earliest", help="From the earliest kept message.")] = False,
+    to_datetime: Annotated[
+        datetime | None, typer.Option("--to-datetime", help="From the first message at or after this time.")
+    ] = None,
+    to_offset: Annotated[
+        int | None, typer.Option("--to-offset", help="From this offset, every partition.")
+    ] = None,
+    shift_by: Annotated[
+        int | None, typer.Option("--shift-by", help="Move the committed offsets by N.")
+    ] = None,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the group to have no live members (stop the service).")
+    ] = 0.0,
+    dry_run: DryRun = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Move the service's consumer group on TOPIC so that its messages are processed again.
+
+    Refuses while the group has live members: stop the service first (or pass --wait while it stops).
+    """
+    target = _target(earliest, to_datetime, to_offset, shift_by)
+    unknown = [t for t in topic if t not in TOPICS]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown topic {unknown}; choose from {', '.join(TOPICS)}", param_hint="--topic"
+        )
+    settings = Settings()
+    plans = _run(_replay(settings, [TOPICS[t] for t in topic], target, wait=wait, dry_run=dry_run))
+    table = Table(title="replay" + (" (dry run: nothing moved)" if dry_run else ""))
+    for column in ("group", "topic", "partition", "from", "to", "messages again"):
+        table.add_column(column)
+    for plan in plans:
+        for p in plan["partitions"]:
+            table.add_row(
+                plan["group"],
+                plan["topic"],
+                str(p["partition"]),
+                str(p["from"]),
+                str(p["to"]),
+                str(p["again"]),
+            )
+    _emit(as_json, {"dry_run": dry_run, "replays": plans}, table)
+    if any(plan.get("refused") for plan in plans):
+        for plan in plans:
+            if plan.get("refused"):
+                err.print(f"[red]refused[/red] {plan['group']}: {plan['refused']}")
+        raise typer.Exit(2)
+
+
+def _target(earliest: bool, when: datetime | None, offset: int | None, shift: int | None) -> Target:
+    chosen: list[Target] = []
+    if earliest:
+        chosen.append(("earliest", None))
+    if when is not None:
+        chosen.append(("datetime", when if when.tzinfo else when.replace(tzinfo=UTC)))
+    if offset is not None:
+        chosen.append(("offset", offset))
+    if shift is not None:
+        chosen.append(("shift", shift))
+    if len(chosen) != 1:
+        raise typer.BadParameter("give exactly one of --earliest, --to-datetime, --to-offset, --shift-by")
+    return chosen[0]
+
+
+async def _replay(
+    settings: Settings, wanted: list[str], target: Target, *, wait: float, dry_run: bool
+) -> list[dict[str, Any]]:
+    plans = []
+    async with Cluster(settings) as cluster:
+        for name in wanted:
+            topic, group = settings.topic(name), settings.group(name)
+            now = await _when_empty(cluster, group, topic, wait)
+            moved = await cluster.targets(now, target)
+            plan: dict[str, Any] = {"group": group, "topic": topic, "partitions": []}
+            for p in now.partitions:
+                start = p.start if p.committed is None else p.committed
+                again = max(0, start - moved[p.partition])
+                plan["partitions"].append(
+                    {"partition": p.partition, "from": p.committed, "to": moved[p.partition], "again": again}
+                )
+            plan["messages_again"] = sum(p["again"] for p in plan["partitions"])
+            if now.members:
+                plan["refused"] = f"{now.members} live member(s): stop the service first, or pass --wait"
+            elif not dry_run and moved:
+                await cluster.commit(group, topic, moved)
+            plans.append(plan)
+    return plans
+
+
+async def _when_empty(cluster: Cluster, group: str, topic: str, wait: float) -> GroupOffsets:
+    deadline = time.monotonic() + wait
+    while True:
+        now = await cluster.offsets(group, topic)
+        if now.members == 0 or time.monotonic() >= deadline:
+            return now
+        await asyncio.sleep(1.0)
+
+
+# --- dead letters ---
+
+
+ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Only this reason (an ErrorCode).")]
+SourceOpt = Annotated[str | None, typer.Option("--source-topic", help="Only from topics containing this.")]
+SinceOpt = Annotated[datetime | None, typer.Option("--since", help="Dead-lettered at or after (UTC).")]
+UntilOpt = Annotated[datetime | None, typer.Option("--until", help="Dead-lettered at or before (UTC).")]
+
+
+def _filter(
+    reason: str | None, source: str | None, since: datetime | None, until: datetime | None
+) -> dl.Filter:
+    def utc(value: datetime | None) -> datetime | None:
+        return None if value is None else value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    return dl.Filter(reason, source, utc(since), utc(until))
+
+
+@dlq_app.command("list")
+def dlq_list(
+    reason: ReasonOpt = None,
+    source_topic: SourceOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Dead letters, oldest first, with their reason and origin."""
+    letters = _run(_letters(Settings(), _filter(reason, source_topic, since, until)))
+    table = Table(title=f"dead letters ({len(letters)})")
+    for column in ("id", "at", "reason", "source", "group", "attempts", "message"):
+        table.add_column(column, overflow="fold")
+    for letter in letters:
+        s = letter.summary()
+        table.add_row(
+            s["id"], s["at"], s["reason"], s["source"], s["group"], str(s["attempts"]), s["message"][:80]
+        )
+    _emit(as_json, [letter.summary() for letter in letters], table)
+
+
+async def _letters(settings: Settings, keep: dl.Filter) -> list[dl.DeadLetter]:
+    async with Cluster(settings) as cluster:
+        return [letter async for letter in dl.dead_letters(cluster, keep)]
+
+
+@dlq_app.command("show")
+def dlq_show(
+    letter_id: Annotated[str, typer.Argument(help="partition:offset, as `dlq list` shows.")],
+) -> None:
+    """One dead letter whole: reason, origin, key, headers and value."""
+    found = [letter for letter in _run(_letters(Settings(), dl.Filter())) if letter.id == letter_id]
+    if not found:
+        err.print(f"no dead letter {letter_id}")
+        raise typer.Exit(1)
+    letter = found[0]
+    document = {
+        **letter.summary(),
+        "key": None if letter.key is None else letter.key.decode("utf-8", "replace"),
+        "headers": {k: v.decode("utf-8", "backslashreplace") for k, v in letter.headers},
+        "value": letter.value.decode("utf-8", "replace"),
+    }
+    print(json.dumps(document, indent=2))
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    reason: ReasonOpt = None,
+    source_topic: SourceOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    dry_run: DryRun = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Put dead letters back on the topic they came from (key, value, headers as they were).
+
+    Each one is recorded: a second redrive sends nothing again.
+    """
+    counts = _run(_redrive(Settings(), _filter(reason, source_topic, since, until), dry_run=dry_run))
+    table = Table(title="redrive" + (" (dry run: nothing sent)" if dry_run else ""))
+    for column in ("matched", "sent", "already redriven", "no source topic"):
+        table.add_column(column, justify="right")
+    table.add_row(*(str(counts[k]) for k in ("matched", "sent", "already", "unroutable")))
+    _emit(as_json, {"dry_run": dry_run, **counts}, table)
+
+
+async def _redrive(settings: Settings, keep: dl.Filter, *, dry_run: bool) -> dict[str, Any]:
+    counts: dict[str, Any] = {"matched": 0, "sent": 0, "already": 0, "unroutable": 0, "by_topic": {}}
+    async with _connected(settings) as (cluster, db):
+        letters = [letter async for letter in dl.dead_letters(cluster, keep)]
+        redrives = dl.Redrives(db, settings.topic(topics.DEAD_LETTERS))
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True
+        )
+        await producer.start()
+        try:
+            with _progress() as progress:
+                task = progress.add_task("redriving" if not dry_run else "checking", total=len(letters))
+                for letter in letters:
+                    counts["matched"] += 1
+                    await _redrive_one(letter, producer, redrives, counts, dry_run=dry_run)
+                    progress.advance(task)
+        finally:
+            await producer.stop()
+    return counts
+
+
+async def _redrive_one(
+    letter: dl.DeadLetter,
+    producer: AIOKafkaProducer,
+    redrives: dl.Redrives,
+    counts: dict[str, Any],
+    *,
+    dry_run: bool,
+) -> None:
+    if not letter.source_topic:
+        counts["unroutable"] += 1
+    elif await redrives.done(letter):
+        counts["already"] += 1
+    elif dry_run or await dl.redrive(letter, producer=producer, redrives=redrives):
+        counts["sent"] += 1
+        counts["by_topic"][letter.source_topic] = counts["by_topic"].get(letter.source_topic, 0) + 1
+    else:
+        counts["already"] += 1
+
+
+# --- re-emit ---
+
+
+@app.command()
+def reemit(
+    customer: Annotated[str | None, typer.Option(help="Only this customer's contacts.")] = None,
+    dry_run: DryRun = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Publish every contact's current state on the events topic (contact.updated, or contact.deleted),
+    with its current version and an event_id fixed per (contact, version): consumers apply it once."""
+    counts = _run(re_emit.run(Settings(), customer_id=customer, dry_run=dry_run, progress=_progress))
+    table = Table(title="re-emit" + (" (dry run: nothing published)" if dry_run else ""))
+    for column in ("contacts", "published", "deleted among them", "topic"):
+        table.add_column(column)
+    table.add_row(str(counts["contacts"]), str(counts["published"]), str(counts["deleted"]), counts["topic"])
+    _emit(as_json, {"dry_run": dry_run, **counts}, table)
+
+
+# --- audit ---
+
+
+@app.command()
+def check(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Release orphan claims (the safe subset).")
+    ] = False,
+    events: Annotated[bool, typer.Option(help="Also compare the events topic with the store.")] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Audit store, address claims and events; exit 1 when anything is left to fix."""
+    report = _run(_check(Settings(), repair=repair, events=events))
+    table = Table(title=f"findings ({len(report['findings'])})")
+    for column in ("kind", "customer", "detail", "repaired"):
+        table.add_column(column, overflow="fold")
+    repaired = {json.dumps(f, sort_keys=True) for f in report["repaired"]}
+    for f in report["findings"]:
+        detail = {k: v for k, v in f.items() if k not in {"kind", "customer_id", "repairable"}}
+        done = "yes" if json.dumps(f, sort_keys=True) in repaired else ""
+        table.add_row(f["kind"], f["customer_id"], json.dumps(detail), done)
+    _emit(as_json, report, table)
+    if report["left"]:
+        raise typer.Exit(1)
+
+
+async def _check(settings: Settings, *, repair: bool, events: bool) -> dict[str, Any]:
+    async with _connected(settings) as (cluster, db):
+        audit = await store.Audit.read(db)
+        grace = timedelta(seconds=settings.claim_grace_seconds)
+        findings = audit.store_findings(grace=grace, now=datetime.now(UTC))
+        if events:
+            newest, complete = await _newest_events(cluster, settings.topic(topics.EVENTS))
+            findings += audit.event_findings(newest, complete=complete)
+        fixed = await store.repair(db, findings) if repair else []
+    left = [f for f in findings if f not in fixed]
+    return {
+        "contacts": len(audit.versions),
+        "claims": len(audit.claims),
+        "findings": [f.to_json() for f in findings],
+        "repaired": [f.to_json() for f in fixed],
+        "left": len(left),
+    }
+
+
+async def _newest_events(cluster: Cluster, topic: str) -> tuple[dict[str, int], bool]:
+    newest: dict[str, int] = {}
+    async for record in cluster.read(topic):
+        event = json.loads(record.value or b"{}")
+        contact_id, version = event.get("contact_id"), event.get("version")
+        if isinstance(contact_id, str) and isinstance(version, int):
+            newest[contact_id] = max(version, newest.get(contact_id, 0))
+    partitions = await cluster.partitions(topic)
+    starts = await cluster.consumer.beginning_offsets(partitions)
+    return newest, all(offset == 0 for offset in starts.values())
+
+
+# --- dump and log ---
+
+
+@app.command()
+def dump(
+    output: Annotated[Path | None, typer.Option("--out", help="File to write (default: stdout).")] = None,
+) -> None:
+    """Every document the service keeps, canonical JSON lines: equal stores give equal dumps."""
+    settings = Settings()
+
+    async def lines() -> list[str]:
+        mongo = make_client(settings.mongodb_url)
+        try:
+            return [line async for line in store.canonical_dump(mongo[settings.mongodb_database])]
+        finally:
+            await mongo.close()
+
+    text = "".join(line + "\n" for line in _run(lines()))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+    err.print(f"{text.count(chr(10))} documents")
+
+
+@app.command("prune-log")
+def prune_log(dry_run: DryRun = False, as_json: JsonFlag = False) -> None:
+    """Forget commands older than COMMAND_LOG_RETENTION_DAYS now (the service also does so hourly)."""
+    settings = Settings()
+
+    async def prune() -> dict[str, Any]:
+        mongo = make_client(settings.mongodb_url)
+        try:
+            retention = timedelta(days=settings.command_log_retention_days)
+            return await store.prune_log(
+                mongo[settings.mongodb_database], retention=retention, dry_run=dry_run
+            )
+        finally:
+            await mongo.close()
+
+    result = _run(prune())
+    table = Table(title="prune command log" + (" (dry run: nothing removed)" if dry_run else ""))
+    for column in ("entries before", "older", "pruned"):
+        table.add_column(column)
+    table.add_row(result["before"], str(result["older"]), str(result["pruned"]))
+    _emit(as_json, result, table)
