@@ -124,6 +124,8 @@ def _status_tables(report: dict[str, Any]) -> Table:
             column, justify="right" if column in {"members", "committed", "end", "lag"} else "left"
         )
     for g in report["groups"]:
+        if not g["partitions"]:
+            table.add_row(g["group"], g["topic"], g["state"], str(g["members"]), "(no topic yet)", "", "", "")
         for i, p in enumerate(g["partitions"]):
             first = i == 0
             table.add_row(

@@ -186,6 +186,9 @@ async def test_a_command_dead_lettered_while_the_store_refused_it_is_redriven_an
         letters = await _dead_letters(settings, count=1)
         assert letters[0]["reason"] == "PROCESSING_FAILED" and letters[0]["attempts"] == 2
         assert letters[0]["group"] == settings.group(topics.COMMANDS)
+        _, shown, _ = await ops(settings, "dlq", "show", letters[0]["id"])
+        assert json.loads(shown["value"]) == json.loads(create.model_dump_json())
+        assert shown["headers"]["kafka_correlationId"] == spring_id.decode("utf-8", "backslashreplace")
 
         store[0].refusing = False
         code, dry, _ = await ops(settings, "dlq", "redrive", "--dry-run")
@@ -272,3 +275,11 @@ async def test_check_finds_and_repairs_a_planted_orphan_claim_and_reemit_publish
         _, status, _ = await ops(settings, "status")
         assert status["command_log"]["entries"] >= 3 and status["dead_letters"] == {}
         assert {g["group"]: g["members"] for g in status["groups"]}[settings.group(topics.COMMANDS)] == 1
+
+        short = settings.model_copy(update={"command_log_retention_days": 1 / 86400})  # one second
+        await asyncio.sleep(1.5)
+        _, dry, _ = await ops(short, "prune-log", "--dry-run")
+        _, pruned, _ = await ops(short, "prune-log")
+        _, again, _ = await ops(short, "prune-log")
+        assert dry["older"] == pruned["pruned"] == status["command_log"]["entries"] and dry["pruned"] == 0
+        assert again["pruned"] == 0
