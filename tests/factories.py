@@ -7,6 +7,7 @@ and validated as the service validates a message, so each builder returns the pr
 import uuid
 from typing import Any, TypeVar
 
+from aiokafka import ConsumerRecord
 from pydantic import BaseModel
 
 from contracts import commands as c
@@ -56,3 +57,29 @@ async def send(
 ) -> ContactReply:
     """Send a ``kind`` command (built by ``command``) and return its reply."""
     return await client.command(command(kind, customer_id=customer_id, **fields))
+
+
+def record(
+    topic: str = "t",
+    *,
+    headers: list[tuple[str, bytes]] | None = None,
+    partition: int = 0,
+    offset: int = 0,
+    timestamp: int = 0,
+    key: bytes = b"k",
+    value: bytes = b'{"a": 1}',
+) -> ConsumerRecord[bytes, bytes]:
+    """A consumed Kafka record, as aiokafka hands it over."""
+    return ConsumerRecord(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp=timestamp,
+        timestamp_type=0,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key),
+        serialized_value_size=len(value),
+        headers=headers or [],
+    )

@@ -18,24 +18,13 @@ from pydantic import ValidationError
 from service import compat
 from service.config import Settings
 from service.entrypoints import lookups
+from tests.factories import record
 
 SPRING_ID = bytes(range(250, 256)) + bytes(10)  # a binary correlation id: not UTF-8
 
 
-def _record(offset: int = 0, headers: list[tuple[str, bytes]] | None = None) -> ConsumerRecord[bytes, bytes]:
-    return ConsumerRecord(
-        topic="t",
-        partition=0,
-        offset=offset,
-        timestamp=0,
-        timestamp_type=0,
-        key=b"k",
-        value=b'{"a": 1}',
-        checksum=None,
-        serialized_key_size=1,
-        serialized_value_size=8,
-        headers=headers or [("kafka_correlationId", SPRING_ID), ("reply_to", b"r")],
-    )
+def _record(offset: int = 0) -> ConsumerRecord[bytes, bytes]:
+    return record(offset=offset, headers=[("kafka_correlationId", SPRING_ID), ("reply_to", b"r")])
 
 
 async def test_faststream_still_fails_on_binary_headers_so_the_tolerant_parsers_are_needed() -> None:

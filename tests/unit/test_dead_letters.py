@@ -9,6 +9,7 @@ from contracts import headers as h
 from contracts.errors import Error, ErrorCode
 from service.entrypoints.dead_letters import DeadLetters, original_headers
 from service.ops import dead_letters as dl
+from tests.factories import record
 
 SPRING_ID = bytes(range(250, 256)) + bytes(10)  # binary: not UTF-8
 
@@ -16,18 +17,15 @@ SPRING_ID = bytes(range(250, 256)) + bytes(10)  # binary: not UTF-8
 def _record(
     topic: str, headers: list[tuple[str, bytes]], *, offset: int = 41
 ) -> ConsumerRecord[bytes, bytes]:
-    return ConsumerRecord(
-        topic=topic,
+    body = b'{"type": "create_contact"}'
+    return record(
+        topic,
+        headers=headers,
         partition=1,
         offset=offset,
         timestamp=1_764_720_000_123,
-        timestamp_type=0,
         key=b"cust-1",
-        value=b'{"type": "create_contact"}',
-        checksum=None,
-        serialized_key_size=6,
-        serialized_value_size=26,
-        headers=headers,
+        value=body,
     )
 
 

@@ -8,20 +8,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from contracts.models import parse_timestamp
+from service.adapters.mongo import documents as d
 from service.adapters.mongo.contacts import insert_entries
-from service.adapters.mongo.documents import (
-    ADDRESSES,
-    COMMAND_LOG,
-    CONTACT_LIST,
-    CONTACTS,
-    SCHEMA_MARKS,
-    SYNC_STATE,
-    Doc,
-)
+from service.adapters.mongo.documents import Doc
 from service.domain.model import Contact
 
 INDEXES: dict[str, list[IndexModel]] = {
-    CONTACTS: [
+    d.CONTACTS: [
         IndexModel([("customer_id", ASCENDING), ("external_id", ASCENDING)], name="customer_external_id"),
         # Diagnostics and ad-hoc queries by E.164 / email; lookups go through the claims' _id.
         IndexModel(
@@ -30,11 +23,11 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
         IndexModel([("customer_id", ASCENDING), ("emails.address", ASCENDING)], name="customer_email"),
     ],
-    ADDRESSES: [IndexModel([("contact_id", ASCENDING)], name="contact")],
-    COMMAND_LOG: [IndexModel([("tm_create", ASCENDING)], name="tm_create")],  # retention
-    SYNC_STATE: [],
-    CONTACT_LIST: [],  # read by _id range alone
-    SCHEMA_MARKS: [],
+    d.ADDRESSES: [IndexModel([("contact_id", ASCENDING)], name="contact")],
+    d.COMMAND_LOG: [IndexModel([("tm_create", ASCENDING)], name="tm_create")],  # retention
+    d.SYNC_STATE: [],
+    d.CONTACT_LIST: [],  # read by _id range alone
+    d.SCHEMA_MARKS: [],
 }
 
 _LISTED = "contact_list.v1"
@@ -58,7 +51,7 @@ async def ensure_schema(db: AsyncDatabase[Doc]) -> None:
         for index in indexes:
             if index.document["name"] not in present:
                 await db[name].create_indexes([index])
-    if await db[SCHEMA_MARKS].find_one({"_id": _LISTED}) is None:
+    if await db[d.SCHEMA_MARKS].find_one({"_id": _LISTED}) is None:
         await _backfill_listing(db)
         await mark_listed(db)
 
@@ -66,20 +59,20 @@ async def ensure_schema(db: AsyncDatabase[Doc]) -> None:
 async def mark_listed(db: AsyncDatabase[Doc]) -> None:
     """Record that the listing holds every active contact (a loader that wrote the entries itself)."""
     with contextlib.suppress(DuplicateKeyError):
-        await db[SCHEMA_MARKS].insert_one({"_id": _LISTED, "tm_create": datetime.now(UTC)})
+        await db[d.SCHEMA_MARKS].insert_one({"_id": _LISTED, "tm_create": datetime.now(UTC)})
 
 
 async def _backfill_listing(db: AsyncDatabase[Doc]) -> None:
     """One pass over the contacts (once per database): an entry for every active one."""
     batch: list[Contact] = []
     fields = {"_id": True, "customer_id": True, "tm_create": True, "tm_delete": True}
-    async for doc in db[CONTACTS].find({}, fields):
+    async for doc in db[d.CONTACTS].find({}, fields):
         if doc.get("tm_delete") is None:
             batch.append(Contact(doc["_id"], doc["customer_id"], "", parse_timestamp(doc["tm_create"])))
         if len(batch) >= 1000:
-            await insert_entries(db[CONTACT_LIST], batch)
+            await insert_entries(db[d.CONTACT_LIST], batch)
             batch.clear()
-    await insert_entries(db[CONTACT_LIST], batch)
+    await insert_entries(db[d.CONTACT_LIST], batch)
 
 
 def make_client(url: str, *, timeout_ms: int = 5000) -> AsyncMongoClient[Doc]:
