@@ -30,6 +30,7 @@ from contracts.replies import (
     ContactListReply,
     ContactReply,
 )
+from contracts.security import KafkaSecurity
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -46,8 +47,12 @@ class ContactClient:
         topic_prefix: str = "",
         reply_topic: str | None = None,
         client_id: str = "contact-client",
+        security: KafkaSecurity | None = None,
     ) -> None:
-        self._bootstrap = bootstrap_servers
+        self._options = {
+            "bootstrap_servers": bootstrap_servers,
+            **(security or KafkaSecurity()).client_options(),
+        }
         self._prefix = topic_prefix
         self.reply_topic = reply_topic or f"{topic_prefix}contacts.replies.{uuid.uuid4().hex[:12]}"
         self._client_id = client_id
@@ -71,7 +76,7 @@ class ContactClient:
     async def start(self) -> None:
         await self._ensure_reply_topic()
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
+            **self._options,
             acks="all",
             enable_idempotence=True,
             client_id=self._client_id,
@@ -79,7 +84,7 @@ class ContactClient:
         await self._producer.start()
         # No consumer group: this instance alone reads its reply topic, from the end.
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+            **self._options,
             enable_auto_commit=False,
             client_id=self._client_id,
             fetch_max_wait_ms=20,
@@ -105,7 +110,7 @@ class ContactClient:
             await self._producer.stop()
 
     async def _ensure_reply_topic(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=self._client_id)
+        admin = AIOKafkaAdminClient(**self._options, client_id=self._client_id)
         await admin.start()
         try:
             await admin.create_topics([NewTopic(self.reply_topic, 1, 1)])

@@ -4,22 +4,29 @@ import asyncio
 import contextlib
 import gc
 import logging
+import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, SaslAuthenticationFailed, TopicAlreadyExistsError
 from faststream import FastStream
 from faststream.kafka import KafkaBroker, KafkaRouter
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from faststream.specification import AsyncAPI
+from opentelemetry import trace
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts import topics
+from contracts.security import KafkaSecurity
+from service import tracing
 from service.adapters.directory_feed import KafkaDirectoryFeed
-from service.adapters.kafka import KafkaEventPublisher
+from service.adapters.kafka import KafkaEventPublisher, sample_lag_forever
 from service.adapters.mongo import (
     MongoAddressBook,
     MongoCommandLog,
@@ -28,12 +35,13 @@ from service.adapters.mongo import (
     ensure_schema,
     make_client,
 )
-from service.compat import KafkaPublisher, tolerant_parser
+from service.compat import KafkaPublisher, kafka_handshake, tolerant_parser
 from service.config import Settings
 from service.entrypoints import commands, crm_sync, lookups, publishers, queries
 from service.entrypoints.dead_letters import DeadLetters
 from service.entrypoints.failures import FailurePolicy
-from service.entrypoints.health import Counters, HealthServer
+from service.entrypoints.health import HealthServer
+from service.entrypoints.metrics import Metrics
 from service.entrypoints.replies import Replier
 from service.service_layer.context import Services
 from service.service_layer.directory import CallerDirectory
@@ -64,7 +72,7 @@ class Application:
     mongo: AsyncMongoClient[dict[str, Any]]
     services: Services
     health: HealthServer
-    counters: Counters
+    metrics: Metrics
     settings: Settings
 
 
@@ -73,7 +81,8 @@ def build(
 ) -> Application:
     """Wire the application. ``adapt`` may wrap the services (tests inject faults through it)."""
     settings = settings or Settings()
-    broker = make_broker(settings)
+    metrics = Metrics()
+    broker = make_broker(settings, metrics)
     mongo = make_client(settings.mongodb_url)
     db = mongo[settings.mongodb_database]
     router = KafkaRouter()
@@ -82,29 +91,41 @@ def build(
     services = make_services(settings, db, events=out.events, directory=directory)
     if adapt is not None:
         services = adapt(services)
-    wiring = Messaging.make(settings)
+    wiring = Messaging.make(settings, metrics)
     answers = include_routers(router, settings, services, wiring, sync_results=out.sync_results)
     broker.include_router(router)
-    health = make_health(settings, broker, mongo, wiring.counters, directory)
+    health = make_health(settings, broker, mongo, metrics, directory)
     lifecycle = Lifecycle(settings, db, mongo, wiring, directory, health, answers)
     app = FastStream(
         broker,
+        logger=logging.getLogger("contact_service.faststream"),
         on_startup=[lifecycle.on_startup],
         after_startup=[lifecycle.after_startup],
         on_shutdown=[lifecycle.on_shutdown],
         after_shutdown=[lifecycle.after_shutdown],
         specification=AsyncAPI(title="contact-service", version="1.0.0", description=DESCRIPTION),
     )
-    return Application(app, broker, mongo, services, health, wiring.counters, settings)
+    return Application(app, broker, mongo, services, health, metrics, settings)
 
 
-def make_broker(settings: Settings) -> KafkaBroker:
+def make_broker(settings: Settings, metrics: Metrics) -> KafkaBroker:
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
+        security=broker_security(settings.kafka_security),
+        middlewares=[
+            KafkaPrometheusMiddleware(registry=metrics.registry, app_name="contact-service"),
+            *(
+                [KafkaTelemetryMiddleware(tracer_provider=trace.get_tracer_provider())]
+                if tracing.enabled()
+                else []
+            ),
+        ],
         acks="all",
         enable_idempotence=True,
         client_id="contact-service",
-        # FastStream logs "Received"/"Processed" per message at this level: noise at INFO.
+        # FastStream's own log lines go through the service's handlers (text or JSON), and its
+        # per-message "Received"/"Processed" lines at DEBUG: noise at INFO.
+        logger=logging.getLogger("contact_service.faststream"),
         log_level=logging.DEBUG,
         description="Kafka cluster carrying contact commands, queries, lookups and events.",
     )
@@ -114,7 +135,7 @@ def make_directory(settings: Settings, db: Database) -> KafkaDirectoryFeed:
     return KafkaDirectoryFeed(
         directory=CallerDirectory(),
         db=db,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_options=settings.kafka_options(),
         topic=settings.topic(topics.EVENTS),
         max_contacts=settings.lookup_directory_max_contacts,
         wait_seconds=settings.lookup_directory_wait_ms / 1000,
@@ -139,21 +160,21 @@ def make_services(
 
 @dataclass(frozen=True)
 class Messaging:
-    """What every subscriber shares: counters, the replier, dead letters and the failure policy."""
+    """What every subscriber shares: metrics, the replier, dead letters and the failure policy."""
 
-    counters: Counters
+    metrics: Metrics
     replier: Replier
     dead_letters: DeadLetters
     policy: FailurePolicy
 
     @classmethod
-    def make(cls, settings: Settings) -> "Messaging":
-        counters = Counters()
-        replier = Replier(bootstrap_servers=settings.kafka_bootstrap_servers, counters=counters)
+    def make(cls, settings: Settings, metrics: Metrics) -> "Messaging":
+        replier = Replier(client_options=settings.kafka_options(), metrics=metrics)
         parked = DeadLetters(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_options=settings.kafka_options(),
             topic=settings.topic(topics.DEAD_LETTERS),
             groups=settings.groups(),
+            metrics=metrics,
         )
         policy = FailurePolicy(
             replier=replier,
@@ -161,7 +182,7 @@ class Messaging:
             backoff_max=settings.retry_backoff_max_seconds,
             max_attempts=settings.max_delivery_attempts,
         )
-        return cls(counters, replier, parked, policy)
+        return cls(metrics, replier, parked, policy)
 
 
 def include_routers(
@@ -198,7 +219,7 @@ def include_routers(
         svc=svc,
         dead_letters=dead_letters,
         results=sync_results,
-        counters=wiring.counters,
+        metrics=wiring.metrics,
     )
     for part in (on_commands, on_queries, on_lookups, on_sync):
         router.include_router(part)
@@ -209,7 +230,7 @@ def make_health(
     settings: Settings,
     broker: KafkaBroker,
     mongo: AsyncMongoClient[dict[str, Any]],
-    counters: Counters,
+    metrics: Metrics,
     directory: KafkaDirectoryFeed | None,
 ) -> HealthServer:
     async def store_ready() -> bool:
@@ -219,11 +240,18 @@ def make_health(
     async def broker_ready() -> bool:
         return await broker.ping(timeout=2)
 
+    if directory is not None:
+        metrics.watch_directory(
+            contacts=lambda: directory.directory.active,
+            ready=lambda: directory.ready,
+            load_seconds=lambda: directory.load_seconds or 0.0,
+            answers=lambda: dict(directory.stats),
+        )
     return HealthServer(
         host=settings.health_host,
         port=settings.health_port,
         checks={"broker": broker_ready, "store": store_ready},
-        metrics=lambda: dict(counters.values) | (directory_metrics(directory) if directory else {}),
+        registry=metrics.registry,
     )
 
 
@@ -238,9 +266,11 @@ class Lifecycle:
     directory: KafkaDirectoryFeed | None
     health: HealthServer
     answers: lookups.Answers
-    pruner: "asyncio.Task[None] | None" = None
+    chores: "list[asyncio.Task[None]]" = field(default_factory=list)
+    """Background work for the process's lifetime: log pruning, lag sampling."""
 
     async def on_startup(self) -> None:
+        await check_kafka_access(self.settings)
         await ensure_schema(self.db)
         await ensure_topics(self.settings)
         await self.wiring.replier.start()
@@ -248,7 +278,17 @@ class Lifecycle:
         if self.directory is not None:
             await self.directory.start()
         retention = timedelta(days=self.settings.command_log_retention_days)
-        self.pruner = asyncio.create_task(MongoCommandLog(self.db).prune_forever(retention=retention))
+        lag = self.wiring.metrics.consumer_lag
+        self.chores = [
+            asyncio.create_task(MongoCommandLog(self.db).prune_forever(retention=retention)),
+            asyncio.create_task(
+                sample_lag_forever(
+                    client_options=self.settings.kafka_options(),
+                    groups=self.settings.groups(),
+                    report=lambda group, topic, partition, n: lag.labels(group, topic, str(partition)).set(n),
+                )
+            ),
+        ]
 
     async def after_startup(self) -> None:
         # What start-up built lives as long as the process: out of the collector's sight, a full
@@ -264,8 +304,8 @@ class Lifecycle:
 
     async def on_shutdown(self) -> None:
         await self.health.stop()
-        if self.pruner is not None:
-            self.pruner.cancel()
+        for chore in self.chores:
+            chore.cancel()
 
     async def after_shutdown(self) -> None:
         await self.answers.drain()  # the subscribers have stopped: answer what was taken, then close
@@ -277,19 +317,33 @@ class Lifecycle:
         gc.unfreeze()  # what was frozen may be garbage now (a process running the app again: tests)
 
 
-def directory_metrics(feed: KafkaDirectoryFeed) -> dict[str, int]:
-    return feed.stats | {
-        "directory_ready": int(feed.ready),
-        "directory_contacts": feed.directory.active,
-        "directory_load_ms": int((feed.load_seconds or 0) * 1000),
-    }
+class StartupError(Exception):
+    """The service cannot start; the message says why, for the person starting it."""
+
+
+async def check_kafka_access(settings: Settings) -> None:
+    """With TLS or SASL configured, one handshake with the first broker before anything else:
+    wrong credentials or a CA that does not match stop the start with the reason."""
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return
+    first = settings.kafka_bootstrap_servers.split(",")[0].strip()
+    host, _, port = first.rpartition(":")
+    try:
+        await kafka_handshake(host, int(port), settings.kafka_security.client_options())
+    except SaslAuthenticationFailed as exc:
+        user, mechanism = settings.kafka_sasl_username, settings.kafka_sasl_mechanism
+        raise StartupError(f"Kafka at {first} refused user {user!r} ({mechanism}): {exc}") from None
+    except ssl.SSLError as exc:
+        raise StartupError(f"TLS with Kafka at {first} failed (KAFKA_SSL_CAFILE?): {exc}") from None
+    except (KafkaError, OSError) as exc:
+        raise StartupError(
+            f"cannot reach Kafka at {first} over {settings.kafka_security_protocol}: {exc}"
+        ) from None
 
 
 async def ensure_topics(settings: Settings) -> None:
     """Create the service's topics with the configured partitions; existing topics are left alone."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers, client_id="contact-service-admin"
-    )
+    admin = AIOKafkaAdminClient(**settings.kafka_options(), client_id="contact-service-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -303,3 +357,17 @@ async def ensure_topics(settings: Settings) -> None:
                 await admin.create_topics(wanted)
     finally:
         await admin.close()
+
+
+def broker_security(security: KafkaSecurity) -> BaseSecurity | None:
+    """The FastStream form of the service's Kafka security settings."""
+    context = security.client_options().get("ssl_context")
+    password = security.password.get_secret_value()
+    tls = security.uses_tls
+    if security.sasl_mechanism == "PLAIN" and security.protocol.startswith("SASL"):
+        return SASLPlaintext(security.username, password, ssl_context=context, use_ssl=tls)
+    if security.sasl_mechanism == "SCRAM-SHA-256" and security.protocol.startswith("SASL"):
+        return SASLScram256(security.username, password, ssl_context=context, use_ssl=tls)
+    if security.protocol.startswith("SASL"):
+        return SASLScram512(security.username, password, ssl_context=context, use_ssl=tls)
+    return BaseSecurity(ssl_context=context, use_ssl=True) if security.uses_tls else None

@@ -13,6 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.cluster import ClusterMetadata
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 from fast_depends.exceptions import ValidationError as ArgumentsError
 from faststream.kafka import KafkaRouter
 from faststream.kafka.publisher.usecase import DefaultPublisher as KafkaPublisher
@@ -23,12 +24,14 @@ __all__ = [
     "KafkaPublisher",
     "cluster_metadata",
     "group_state",
+    "kafka_handshake",
     "one_record_schema",
     "poll_again_at_once",
     "raw_batch_subscriber",
     "raw_records",
     "readable_headers",
     "start_consumer",
+    "start_uvicorn",
     "subscriber_consumer",
     "tolerant_batch_parser",
     "tolerant_parser",
@@ -159,7 +162,15 @@ async def group_state(admin: AIOKafkaAdminClient, group_id: str) -> tuple[str, i
     Assumes: aiokafka's ``describe_consumer_groups`` returns the raw DescribeGroups responses,
     whose ``to_object()`` holds ``groups`` with ``group``, ``state`` and ``members``.
     """
-    for response in await admin.describe_consumer_groups([group_id]):
+    for attempt in range(20):  # a fresh cluster has no group coordinator until its offsets topic exists
+        try:
+            responses = await admin.describe_consumer_groups([group_id])
+            break
+        except GroupCoordinatorNotAvailableError:
+            if attempt == 19:
+                raise
+            await asyncio.sleep(0.5)
+    for response in responses:
         for group in response.to_object()["groups"]:
             if group["group"] == group_id:
                 return str(group["state"]), len(group["members"])
@@ -175,6 +186,43 @@ async def start_consumer(consumer: AIOKafkaConsumer) -> AIOKafkaConsumer:
     await consumer.start()
     await asyncio.sleep(0)
     return consumer
+
+
+async def kafka_handshake(host: str, port: int, options: dict[str, Any]) -> None:
+    """Connect once to one broker with the client options (TLS, SASL) and close again.
+
+    aiokafka's clients report refused credentials only as "Unable to bootstrap" (the reason goes
+    to their log); one direct connection raises the reason itself. Assumes: ``aiokafka.conn.
+    create_conn`` takes the clients' security options and raises ``SaslAuthenticationFailed``.
+    """
+    from aiokafka.conn import create_conn
+
+    wanted = {k: options[k] for k in _HANDSHAKE_OPTIONS if k in options}
+    conn = await create_conn(
+        host, port, client_id="contact-service-preflight", request_timeout_ms=10_000, **wanted
+    )
+    conn.close()
+
+
+_HANDSHAKE_OPTIONS = (
+    "security_protocol",
+    "ssl_context",
+    "sasl_mechanism",
+    "sasl_plain_username",
+    "sasl_plain_password",
+)
+
+
+async def start_uvicorn(server: Any) -> None:
+    """Bind and start a ``uvicorn.Server`` inside the running service, without its signal handling
+    (``serve()`` would take SIGINT/SIGTERM from FastStream, which drains the consumers).
+
+    Assumes: ``serve()`` is ``config.load()``, ``lifespan = config.lifespan_class(config)``,
+    ``startup()``, ``main_loop()``, ``shutdown()``, wrapped in ``capture_signals()``.
+    """
+    server.config.load()
+    server.lifespan = server.config.lifespan_class(server.config)
+    await server.startup()
 
 
 def unwrap_argument_error(exc: BaseException) -> BaseException:

@@ -1,12 +1,13 @@
 """Settings from environment variables (pydantic-settings). A bad value stops start-up with a clear error."""
 
-from typing import Literal
+from typing import Any, Literal
 
 import phonenumbers
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts import topics
+from contracts.security import KafkaSecurity, Mechanism, Protocol
 
 
 class Settings(BaseSettings):
@@ -15,6 +16,15 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated."
     )
+    kafka_security_protocol: Protocol = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, for every Kafka client."
+    )
+    kafka_sasl_mechanism: Mechanism = Field("PLAIN", description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
+    kafka_sasl_username: str = Field("", description="SASL user name.")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password (never logged).")
+    kafka_ssl_cafile: str | None = Field(None, description="PEM file of the CA that signed the brokers.")
+    kafka_ssl_certfile: str | None = Field(None, description="PEM client certificate (mutual TLS).")
+    kafka_ssl_keyfile: str | None = Field(None, description="PEM key of the client certificate.")
     mongodb_url: str = Field("mongodb://127.0.0.1:27017/", description="MongoDB connection string.")
     mongodb_database: str = Field("contacts", min_length=1, description="Database holding the collections.")
     consumer_group: str = Field("contact-service", min_length=1, description="Kafka consumer group id.")
@@ -101,6 +111,10 @@ class Settings(BaseSettings):
         8080, ge=0, le=65535, description="Health/readiness HTTP port (0: pick a free port)."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="text, or json: one JSON object a line with the message's topic, offset and trace id.",
+    )
     event_loop: Literal["asyncio", "uvloop"] = Field(
         "asyncio",
         description="asyncio (the standard loop) or uvloop; uvloop did not lower lookup latency here.",
@@ -112,6 +126,30 @@ class Settings(BaseSettings):
         if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"unknown region {value!r}: use an ISO 3166-1 alpha-2 code such as US or GB")
         return value.upper()
+
+    @model_validator(mode="after")
+    def _security_complete(self) -> "Settings":
+        try:
+            self.kafka_security  # noqa: B018 (validates the combination at start-up)
+        except ValidationError as exc:
+            raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        return self
+
+    @property
+    def kafka_security(self) -> KafkaSecurity:
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=self.kafka_sasl_password,
+            ca_file=self.kafka_ssl_cafile,
+            cert_file=self.kafka_ssl_certfile,
+            key_file=self.kafka_ssl_keyfile,
+        )
+
+    def kafka_options(self) -> dict[str, Any]:
+        """What every aiokafka client of the service is made with: the servers and the security."""
+        return {"bootstrap_servers": self.kafka_bootstrap_servers, **self.kafka_security.client_options()}
 
     @property
     def poll_while_busy_seconds(self) -> float:

@@ -2,15 +2,16 @@
 (or ``faststream run service.main:create_app --factory``)."""
 
 import asyncio
-import logging
 import sys
 
 import typer
 import uvloop
 from pydantic import ValidationError
 
-from service.bootstrap import build
+from service import tracing
+from service.bootstrap import StartupError, build
 from service.config import Settings
+from service.entrypoints import logs
 from service.ops.cli import app as ops
 
 
@@ -23,13 +24,14 @@ def load_settings() -> Settings:
 
 
 def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(level=settings.log_level, fmt=settings.log_format)
 
 
 def create_app():  # type: ignore[no-untyped-def]
     """App factory for ``faststream run service.main:create_app --factory``."""
     settings = load_settings()
     configure_logging(settings)
+    tracing.configure_from_environment()
     return build(settings).app
 
 
@@ -37,13 +39,15 @@ def run() -> None:
     """Run until SIGINT/SIGTERM; FastStream drains in-flight messages before stopping."""
     settings = load_settings()
     configure_logging(settings)
+    tracing.configure_from_environment()
     app = build(settings).app
-    if settings.event_loop == "uvloop":
-        # An option, not the default: less CPU per round trip, but no lower lookup latency here
-        # (docs/measurements.md).
-        uvloop.run(app.run())
-    else:
-        asyncio.run(app.run())
+    # uvloop is an option, not the default: less CPU per round trip, but no lower lookup latency
+    # here (docs/measurements.md).
+    runner = uvloop.run if settings.event_loop == "uvloop" else asyncio.run
+    try:
+        runner(app.run())
+    except StartupError as exc:
+        sys.exit(f"contact-service: {exc}")
 
 
 cli = typer.Typer(

@@ -12,9 +12,9 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,12 @@ class Endpoints:
     kafka: str
     mongodb: str
     source: str
+    sasl: dict[str, str] = field(default_factory=dict)
+    """The local stack's SASL_SSL listener (KAFKA_SASL_* of ``stack.sh env``), where there is one."""
+
+
+def _sasl(values: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in values.items() if k.startswith("KAFKA_SASL_")}
 
 
 def _docker_answers() -> bool:
@@ -56,7 +62,7 @@ def _docker_answers() -> bool:
 def endpoints() -> Iterator[Endpoints]:
     kafka, mongodb = os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), os.environ.get("MONGODB_URL")
     if kafka and mongodb:
-        yield Endpoints(kafka, mongodb, "environment")
+        yield Endpoints(kafka, mongodb, "environment", _sasl(os.environ))
         return
     if _docker_answers():
         from testcontainers.kafka import KafkaContainer
@@ -75,7 +81,9 @@ def endpoints() -> Iterator[Endpoints]:
         line.removeprefix("export ").split("=", 1) for line in env.splitlines() if line.startswith("export ")
     )
     try:
-        yield Endpoints(values["KAFKA_BOOTSTRAP_SERVERS"], values["MONGODB_URL"], "local stack")
+        yield Endpoints(
+            values["KAFKA_BOOTSTRAP_SERVERS"], values["MONGODB_URL"], "local stack", _sasl(values)
+        )
     finally:
         if not was_running and not os.environ.get("KEEP_STACK"):
             subprocess.run([str(STACK), "stop"], check=False)

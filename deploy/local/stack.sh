@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Local stack without Docker: one KRaft Kafka node + FerretDB (SQLite backend), both on 127.0.0.1.
+# Kafka serves PLAINTEXT (the default for everything) and SASL_SSL (PLAIN, SCRAM-SHA-256/512; user
+# contact-service; certificates made once under $STACK_RUN_DIR/tls; see docs/kafka-security.md).
 #
 #   deploy/local/stack.sh install   fetch Kafka jars (Maven Central) and build FerretDB (Go module proxy)
 #   deploy/local/stack.sh start     install if needed, start both, wait until each really answers
@@ -7,8 +9,9 @@
 #   deploy/local/stack.sh env       print the exports the service and the tests read
 #
 # Settings (environment): STACK_CACHE (downloads/builds, default <repo>/.cache/stack),
-# STACK_RUN_DIR (data, logs, pids; default $STACK_CACHE/run), KAFKA_PORT (9092),
-# KAFKA_CONTROLLER_PORT (9093), FERRETDB_PORT (27017), STACK_WAIT_SECONDS (120),
+# STACK_RUN_DIR (data, logs, pids, tls; default $STACK_CACHE/run), KAFKA_PORT (9092),
+# KAFKA_CONTROLLER_PORT (9093), KAFKA_SASL_PORT (9094, the SASL_SSL listener),
+# FERRETDB_PORT (27017), STACK_WAIT_SECONDS (120),
 # KAFKA_HEAP (-Xms1g -Xmx1g), KAFKA_JVM_PERFORMANCE_OPTS (kafka-run-class.sh's defaults).
 set -euo pipefail
 
@@ -18,6 +21,7 @@ STACK_CACHE="${STACK_CACHE:-$REPO/.cache/stack}"
 STACK_RUN_DIR="${STACK_RUN_DIR:-$STACK_CACHE/run}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_SASL_PORT="${KAFKA_SASL_PORT:-9094}"
 FERRETDB_PORT="${FERRETDB_PORT:-27017}"
 STACK_WAIT_SECONDS="${STACK_WAIT_SECONDS:-120}"
 KAFKA_HEAP="${KAFKA_HEAP:--Xms1g -Xmx1g}"
@@ -32,6 +36,14 @@ FERRETDB_VERSION="$(awk '/FerretDB\/FerretDB v/ {print $3}' "$HERE/ferretdb/go.m
 FERRETDB_PATCH="$HERE/ferretdb/local.patch"
 FERRETDB_BIN="$STACK_CACHE/ferretdb-$FERRETDB_VERSION-$(sha256sum "$FERRETDB_PATCH" | cut -c1-12)/ferretdb-local"
 LOGS="$STACK_RUN_DIR/logs"
+# The SASL_SSL listener's user (PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512) and TLS material. Test-only
+# secrets: they are printed by `env` and written to server.properties.
+KAFKA_SASL_USERNAME=contact-service
+KAFKA_SASL_PASSWORD=contact-service-secret
+KAFKA_TLS_DIR="$STACK_RUN_DIR/tls"
+KAFKA_TLS_STORE_PASSWORD=local-stack-store
+# Written to the data dir once its SCRAM users exist; a data dir formatted before SASL has none.
+SCRAM_MARKER="scram-users: $KAFKA_SASL_USERNAME SCRAM-SHA-256 SCRAM-SHA-512"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -101,18 +113,67 @@ kafka_java() {
     -Dkafka.logs.dir="$LOGS" -cp "$KAFKA_LIBS/*" "$@"
 }
 
+# TLS material for the SASL_SSL listener, made once per run dir (in a temporary dir, moved into place
+# when complete): a self-signed CA (ca.pem, ca.key), the broker's key + certificate for localhost /
+# 127.0.0.1 with the CA chain (broker.p12), the CA as a Java truststore (truststore.p12, for client
+# certificates), and a client key + certificate in PEM (client.key, client.pem, CN=contact-service).
+tls_setup() {
+  if [[ -f "$KAFKA_TLS_DIR/.complete" ]]; then return; fi
+  need openssl "Debian package openssl"
+  need keytool "Java 17+"
+  local tmp="$KAFKA_TLS_DIR.tmp"
+  rm -rf "$tmp" "$KAFKA_TLS_DIR"
+  mkdir -p "$tmp" "$LOGS"
+  log "generating the local CA and broker/client certificates in $KAFKA_TLS_DIR"
+  # A child bash, so that -e holds inside (it would not in a subshell followed by ||).
+  (cd "$tmp" && env CLIENT_CN="$KAFKA_SASL_USERNAME" STORE_PASSWORD="$KAFKA_TLS_STORE_PASSWORD" \
+    bash -euo pipefail -x) >"$LOGS/tls.log" 2>&1 <<'SH' || die "generating TLS material failed, see $LOGS/tls.log"
+days=3650
+openssl req -x509 -newkey rsa:2048 -noenc -sha256 -days "$days" -subj "/CN=contact-service local stack CA" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+  -keyout ca.key -out ca.pem
+# sign NAME SUBJECT EXTENSIONS: NAME.key + NAME.pem, signed by the CA
+sign() {
+  openssl req -new -newkey rsa:2048 -noenc -subj "$2" -keyout "$1.key" -out "$1.csr"
+  printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" "$3" >"$1.ext"
+  openssl x509 -req -sha256 -days "$days" -in "$1.csr" -CA ca.pem -CAkey ca.key \
+    -set_serial "0x$(openssl rand -hex 16)" -extfile "$1.ext" -out "$1.pem"
+  rm "$1.csr" "$1.ext"
+}
+sign broker /CN=localhost $'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth'
+sign client "/CN=$CLIENT_CN" "extendedKeyUsage=clientAuth"
+openssl pkcs12 -export -name broker -in broker.pem -inkey broker.key -certfile ca.pem \
+  -passout "pass:$STORE_PASSWORD" -out broker.p12
+rm broker.key broker.pem
+keytool -importcert -noprompt -alias local-stack-ca -file ca.pem -storetype PKCS12 \
+  -keystore truststore.p12 -storepass "$STORE_PASSWORD"
+chmod 600 ./*.key
+touch .complete
+SH
+  mv "$tmp" "$KAFKA_TLS_DIR"
+}
+
 start_kafka() {
   if pid_alive kafka; then log "kafka already running (pid $(cat "$STACK_RUN_DIR/kafka.pid"))"; return; fi
   if port_open "$KAFKA_PORT"; then die "port $KAFKA_PORT is taken by another process"; fi
+  if port_open "$KAFKA_SASL_PORT"; then die "port $KAFKA_SASL_PORT (KAFKA_SASL_PORT) is taken by another process"; fi
   local data="$STACK_RUN_DIR/kafka-data" conf="$STACK_RUN_DIR/server.properties"
   mkdir -p "$data" "$LOGS"
+  tls_setup
   sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" -e "s|@KAFKA_CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
+      -e "s|@KAFKA_SASL_PORT@|$KAFKA_SASL_PORT|g" -e "s|@KAFKA_TLS_DIR@|$KAFKA_TLS_DIR|g" \
+      -e "s|@KAFKA_TLS_STORE_PASSWORD@|$KAFKA_TLS_STORE_PASSWORD|g" \
+      -e "s|@KAFKA_SASL_USERNAME@|$KAFKA_SASL_USERNAME|g" -e "s|@KAFKA_SASL_PASSWORD@|$KAFKA_SASL_PASSWORD|g" \
       -e "s|@KAFKA_DATA_DIR@|$data|g" "$HERE/kafka/server.properties.in" >"$conf"
   if [[ ! -f "$data/meta.properties" ]]; then
-    local cluster_id
+    local cluster_id mechanism scram=()
+    for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do
+      scram+=(--add-scram "$mechanism=[name=$KAFKA_SASL_USERNAME,password=$KAFKA_SASL_PASSWORD]")
+    done
     cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
-    kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$conf" >>"$LOGS/kafka-format.log" 2>&1 \
-      || die "kafka storage format failed, see $LOGS/kafka-format.log"
+    kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$conf" "${scram[@]}" \
+      >>"$LOGS/kafka-format.log" 2>&1 || die "kafka storage format failed, see $LOGS/kafka-format.log"
+    echo "$SCRAM_MARKER" >"$data/.stack-scram-users"
   fi
   log "starting kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT"
   # shellcheck disable=SC2086  # KAFKA_HEAP and KAFKA_JVM_PERFORMANCE_OPTS hold several JVM flags
@@ -121,6 +182,21 @@ start_kafka() {
     -Dlog4j2.configurationFile="$HERE/kafka/log4j2.properties" -Dkafka.logs.dir="$LOGS" \
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$conf" >>"$LOGS/kafka.log" 2>&1 </dev/null &
   echo $! >"$STACK_RUN_DIR/kafka.pid"
+}
+
+# A data dir formatted before the SASL_SSL listener existed has no SCRAM users: add them to the
+# running broker through the Admin API (idempotent, keeps the data), once per data dir. A failure
+# only warns (PLAINTEXT and SASL PLAIN work without them) and is retried at the next start.
+ensure_scram_users() {
+  local marker="$STACK_RUN_DIR/kafka-data/.stack-scram-users"
+  if [[ "$(cat "$marker" 2>/dev/null)" == "$SCRAM_MARKER" ]]; then return; fi
+  log "adding SCRAM user $KAFKA_SASL_USERNAME (data dir formatted before SASL)"
+  if kafka_java "$HERE/kafka/ScramUsers.java" "127.0.0.1:$KAFKA_PORT" "$KAFKA_SASL_USERNAME" "$KAFKA_SASL_PASSWORD" \
+    >>"$LOGS/kafka-scram.log" 2>&1; then
+    echo "$SCRAM_MARKER" >"$marker"
+  else
+    log "warning: adding SCRAM users failed (SCRAM logins will fail), see $LOGS/kafka-scram.log"
+  fi
 }
 
 start_ferretdb() {
@@ -199,9 +275,15 @@ stop_one() {
   log "$name stopped"
 }
 
+# The SASL_SSL listener comes up with the PLAINTEXT one; a broker started by an older stack.sh has none.
+sasl_state() {
+  if port_open "$KAFKA_SASL_PORT"; then echo "SASL_SSL on 127.0.0.1:$KAFKA_SASL_PORT"
+  else echo "no SASL_SSL listener on 127.0.0.1:$KAFKA_SASL_PORT (broker started before it existed? restart)"; fi
+}
+
 status() {
   local rc=0
-  if pid_alive kafka && kafka_ready; then log "kafka: up on 127.0.0.1:$KAFKA_PORT"; else log "kafka: down"; rc=1; fi
+  if pid_alive kafka && kafka_ready; then log "kafka: up on 127.0.0.1:$KAFKA_PORT, $(sasl_state)"; else log "kafka: down"; rc=1; fi
   if pid_alive ferretdb && ferretdb_ready; then log "ferretdb: up on 127.0.0.1:$FERRETDB_PORT"; else log "ferretdb: down"; rc=1; fi
   return $rc
 }
@@ -213,12 +295,20 @@ start() {
   start_kafka
   wait_ready ferretdb ferretdb_ready
   wait_ready kafka kafka_ready
+  ensure_scram_users
+  port_open "$KAFKA_SASL_PORT" || log "warning: $(sasl_state)"
   log "stack ready in $((SECONDS - t0))s (logs: $LOGS)"
 }
 
 print_env() {
   echo "export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"
   echo "export MONGODB_URL=mongodb://127.0.0.1:$FERRETDB_PORT/"
+  echo "export KAFKA_SASL_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_SASL_PORT"
+  echo "export KAFKA_SASL_CA_FILE=$KAFKA_TLS_DIR/ca.pem"
+  echo "export KAFKA_SASL_CLIENT_CERT=$KAFKA_TLS_DIR/client.pem"
+  echo "export KAFKA_SASL_CLIENT_KEY=$KAFKA_TLS_DIR/client.key"
+  echo "export KAFKA_SASL_USERNAME=$KAFKA_SASL_USERNAME"
+  echo "export KAFKA_SASL_PASSWORD=$KAFKA_SASL_PASSWORD"
 }
 
 case "${1:-}" in

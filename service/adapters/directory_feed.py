@@ -45,14 +45,14 @@ class KafkaDirectoryFeed:
         *,
         directory: CallerDirectory,
         db: AsyncDatabase[Doc],
-        bootstrap_servers: str,
+        client_options: dict[str, Any],
         topic: str,
         max_contacts: int,
         wait_seconds: float,
         client_id: str = "contact-service-directory",
     ) -> None:
         self.directory = directory
-        self._db, self._bootstrap, self._topic = db, bootstrap_servers, topic
+        self._db, self._client_options, self._topic = db, client_options, topic
         self._max_contacts, self._wait = max_contacts, wait_seconds
         self._client_id = client_id
         self._ready = False
@@ -76,7 +76,7 @@ class KafkaDirectoryFeed:
     async def start(self) -> None:
         """Start loading and following in the background; lookups use the store until loaded."""
         self._offsets = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+            **self._client_options,
             client_id=f"{self._client_id}-offsets",
             enable_auto_commit=False,
         )
@@ -96,7 +96,7 @@ class KafkaDirectoryFeed:
         backoff = 0.5
         while True:
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap,
+                **self._client_options,
                 client_id=self._client_id,
                 enable_auto_commit=False,
                 # Past the topic's retention the directory may have missed changes: reload.

@@ -1,10 +1,18 @@
-"""Kafka adapters: the event publisher."""
+"""Kafka adapters: the event publisher, and the consumer lag sampler."""
 
 import asyncio
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from service.compat import KafkaPublisher
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from service import tracing
+from service.compat import KafkaPublisher, cluster_metadata, start_consumer
 from service.service_layer.ports import JsonDict
+
+log = logging.getLogger("contact_service")
 
 
 class KafkaEventPublisher:
@@ -15,13 +23,56 @@ class KafkaEventPublisher:
 
     async def publish(self, *, events: Sequence[JsonDict]) -> None:
         # Send all, then await all: one round trip for a batch, order kept per partition by the producer.
-        pending = [
-            await self._publisher.publish(
-                event,
-                key=event["contact_id"].encode(),
-                headers={"event_type": event["type"], "event_id": event["event_id"]},
-                no_confirm=True,
-            )
-            for event in events
-        ]
+        pending = []
+        for event in events:
+            with tracing.as_cause_of(event):  # the event continues the trace of the command behind it
+                sent = await self._publisher.publish(
+                    event,
+                    key=event["contact_id"].encode(),
+                    headers={"event_type": event["type"], "event_id": event["event_id"]},
+                    no_confirm=True,
+                )
+            pending.append(sent)
         await asyncio.gather(*pending)
+
+
+LagReport = Callable[[str, str, int, int], None]
+"""Called with (group, topic, partition, lag) for every partition sampled."""
+
+
+async def sample_lag_forever(
+    *, client_options: dict[str, Any], groups: dict[str, str], report: LagReport, every: float = 15.0
+) -> None:
+    """Each consumer group's lag per partition (end offset minus committed offset), every ``every``
+    seconds, from the broker: what an outside lag exporter would show, without one."""
+    admin = AIOKafkaAdminClient(**client_options, client_id="contact-service-lag")
+    consumer = AIOKafkaConsumer(**client_options, client_id="contact-service-lag", enable_auto_commit=False)
+    await admin.start()
+    await start_consumer(consumer)
+    try:
+        while True:
+            try:
+                for topic, group in groups.items():
+                    await _sample(admin, consumer, topic, group, report)
+            except Exception:
+                log.warning("could not sample consumer lag; trying again in %.0fs", every, exc_info=True)
+            await asyncio.sleep(every)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def _sample(
+    admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, topic: str, group: str, report: LagReport
+) -> None:
+    known = (await cluster_metadata(consumer)).partitions_for_topic(topic) or set()
+    partitions = [TopicPartition(topic, p) for p in sorted(known)]
+    if not partitions:
+        return
+    ends = await consumer.end_offsets(partitions)
+    starts = await consumer.beginning_offsets(partitions)
+    committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+    for tp in partitions:
+        done = committed.get(tp)
+        position = done.offset if done is not None and done.offset >= 0 else starts[tp]
+        report(group, topic, tp.partition, max(0, ends[tp] - position))

@@ -8,14 +8,17 @@ from typing import Annotated, Any
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaRouter
 from faststream.middlewares import AckPolicy
+from opentelemetry import trace
 from pydantic import ValidationError, WithJsonSchema
 
 from contracts import topics
 from contracts.commands import COMMAND_ADAPTER, ContactCommand
+from service import tracing
 from service.compat import one_record_schema, poll_again_at_once, raw_batch_subscriber, subscriber_consumer
 from service.config import Settings
 from service.entrypoints.dead_letters import DeadLetters, reject
 from service.entrypoints.failures import bad_input, gave_up, input_error, is_transient, retry_delay
+from service.entrypoints.logs import log_context, record_fields
 from service.entrypoints.polling import keep_polling
 from service.entrypoints.replies import REQUEST_FETCH_MAX_WAIT_MS, Replier
 from service.service_layer.batch import CommandBatch, Stopped
@@ -54,14 +57,35 @@ class Commands:
                 pending.append((record, COMMAND_ADAPTER.validate_json(record.value or b"")))
             except ValidationError as exc:
                 await self._reject(record, exc)
+        if not tracing.enabled():
+            return await self._apply(pending)
+        spans = {
+            command.command_id: tracing.tracer.start_span(
+                f"apply {command.type}",
+                context=tracing.extract(record.headers),
+                attributes={"contact.command_id": command.command_id, **_where(record)},
+            )
+            for record, command in pending
+        }
+        try:
+            with tracing.causes({i: trace.set_span_in_context(span) for i, span in spans.items()}):
+                return await self._apply(pending)
+        finally:
+            for span in spans.values():
+                span.end()
+
+    async def _apply(self, pending: list[Parsed]) -> Answered:
         answered: Answered = []
         while pending:
             done, pending = await self._round(pending)
             for record, command, task in done:
                 failure = task.exception()
-                reply = (
-                    task.result() if failure is None else await self._after_failure(record, command, failure)
-                )
+                reply: JsonDict | None
+                if failure is None:
+                    reply = task.result()
+                else:
+                    with log_context(**record_fields(record), command_id=command.command_id):
+                        reply = await self._after_failure(record, command, failure)
                 if reply is not None:
                     answered.append((record, reply))
         return answered
@@ -73,7 +97,8 @@ class Commands:
         started: list[Started] = []
         try:
             for record, command in commands:
-                started.append((record, command, await batch.start(command)))
+                with tracing.in_context_of(command.command_id):  # its handler's task inherits it
+                    started.append((record, command, await batch.start(command)))
         except Stopped:
             pass
         finally:
@@ -137,6 +162,15 @@ def build_router(*, settings: Settings, commands: Commands, replier: Replier, ro
 
     @poll_again_at_once(subscriber)
     async def on_commands(records: Records) -> None:
-        async with keep_polling(subscriber_consumer(subscriber), every=settings.poll_while_busy_seconds):
-            answered = await commands.apply(records)
+        with replier.metrics.command_batch_seconds.time():
+            async with keep_polling(subscriber_consumer(subscriber), every=settings.poll_while_busy_seconds):
+                answered = await commands.apply(records)
         await asyncio.gather(*(replier.reply(record, reply) for record, reply in answered))
+
+
+def _where(record: ConsumerRecord[Any, Any]) -> dict[str, Any]:
+    return {
+        "messaging.destination.name": record.topic,
+        "messaging.kafka.destination.partition": record.partition,
+        "messaging.kafka.message.offset": record.offset,
+    }

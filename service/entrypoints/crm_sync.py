@@ -14,7 +14,7 @@ from service.compat import KafkaPublisher, raw_batch_subscriber, subscriber_cons
 from service.config import Settings
 from service.entrypoints.dead_letters import DeadLetters
 from service.entrypoints.failures import bad_input
-from service.entrypoints.health import Counters
+from service.entrypoints.metrics import Metrics
 from service.entrypoints.polling import keep_polling
 from service.service_layer.context import Services
 from service.service_layer.sync import apply_sync_batch
@@ -26,7 +26,7 @@ def build_router(
     svc: Services,
     dead_letters: DeadLetters,
     results: KafkaPublisher,
-    counters: Counters,
+    metrics: Metrics,
     router: KafkaRouter,
 ) -> None:
     subscriber = raw_batch_subscriber(
@@ -49,13 +49,14 @@ def build_router(
     )
 
     batches = SyncBatches(
-        svc=svc, dead_letters=dead_letters, results=results, counters=counters, lanes=settings.sync_lanes
+        svc=svc, dead_letters=dead_letters, results=results, metrics=metrics, lanes=settings.sync_lanes
     )
 
     @subscriber
     async def on_sync(records: list[Any]) -> None:
         async with keep_polling(subscriber_consumer(subscriber), every=settings.poll_while_busy_seconds):
-            await batches.apply(records)
+            with metrics.sync_batch_seconds.time():
+                await batches.apply(records)
 
 
 class SyncBatches:
@@ -67,11 +68,11 @@ class SyncBatches:
         svc: Services,
         dead_letters: DeadLetters,
         results: KafkaPublisher,
-        counters: Counters,
+        metrics: Metrics,
         lanes: int,
     ) -> None:
         self._svc, self._dead_letters, self._results = svc, dead_letters, results
-        self._counters, self._lanes = counters, lanes
+        self._metrics, self._lanes = metrics, lanes
 
     async def apply(self, records: list[Any]) -> None:
         parsed: dict[int, SyncMessage] = {}
@@ -80,7 +81,7 @@ class SyncBatches:
                 parsed[position] = SYNC_ADAPTER.validate_json(record.value or b"")
             except ValidationError as exc:
                 await self._dead_letters.send(record, bad_input(exc), exc=exc)
-                self._counters.add("sync_dead_lettered")
+                self._metrics.sync_messages.labels("dead_lettered").inc()
         report = await apply_sync_batch(list(parsed.items()), svc=self._svc, lanes=self._lanes)
         await asyncio.gather(
             *[
@@ -88,9 +89,10 @@ class SyncBatches:
                 for position, error in sorted(report.failed.items())
             ]
         )
-        self._counters.add("sync_applied", report.applied)
-        self._counters.add("sync_stale", report.stale)
-        self._counters.add("sync_failed", len(report.failed))
+        outcomes = self._metrics.sync_messages
+        outcomes.labels("applied").inc(report.applied)
+        outcomes.labels("stale").inc(report.stale)
+        outcomes.labels("failed").inc(len(report.failed))
 
     async def _report(self, record: Any, item: SyncMessage, error: Error) -> "asyncio.Future[Any]":
         """Publishes the item's failure on the results topic; the returned future is its ack."""

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from contracts import headers as h
 from contracts.errors import Error
 from contracts.replies import ErrorReply
+from service.entrypoints.metrics import Metrics
 from service.entrypoints.replies import Replier
 
 log = logging.getLogger("contact_service")
@@ -24,14 +25,16 @@ class DeadLetters:
     """Parks what could not be handled on the dead-letter topic, through a producer of its own:
     FastStream's publisher would re-encode binary headers as text."""
 
-    def __init__(self, *, bootstrap_servers: str, topic: str, groups: dict[str, str]) -> None:
+    def __init__(
+        self, *, client_options: dict[str, Any], topic: str, groups: dict[str, str], metrics: Metrics
+    ) -> None:
         self._options: dict[str, Any] = {
-            "bootstrap_servers": bootstrap_servers,
+            **client_options,
             "client_id": "contact-service-dead-letters",
             "acks": "all",
             "enable_idempotence": True,
         }
-        self.topic, self._groups = topic, groups
+        self.topic, self._groups, self._metrics = topic, groups, metrics
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -58,6 +61,7 @@ class DeadLetters:
             key=record.key,
             headers=[*original_headers(record.headers), *self._reason(record, error, exc, attempts)],
         )
+        self._metrics.dead_letters.labels(error.code.value).inc()
         log.warning(
             "dead-lettered %s[%s]@%s: %s %s",
             record.topic,

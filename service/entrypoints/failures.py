@@ -28,6 +28,7 @@ from contracts.queries import LOOKUP_ADAPTER, QUERY_ADAPTER
 from contracts.sync import SYNC_ADAPTER
 from service.compat import unwrap_argument_error
 from service.entrypoints.dead_letters import DeadLetters, reject
+from service.entrypoints.logs import log_context, record_fields
 from service.entrypoints.replies import Replier
 
 log = logging.getLogger("contact_service")
@@ -128,8 +129,10 @@ class _FailureMiddleware(BaseMiddleware):
 
     async def consume_scope(self, call_next: Callable[[Any], Awaitable[Any]], msg: Any) -> Any:
         token = _RECORD.set(msg.raw_message)
+        first = msg.raw_message[0] if isinstance(msg.raw_message, tuple) else msg.raw_message
         try:
-            return await call_next(msg)
+            with log_context(**record_fields(first)):
+                return await call_next(msg)
         finally:
             _RECORD.reset(token)
 

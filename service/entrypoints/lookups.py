@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 from typing import Annotated, Any
 
 from aiokafka import ConsumerRecord
@@ -9,14 +10,16 @@ from faststream.kafka import KafkaRouter
 from faststream.middlewares import AckPolicy
 from pydantic import ValidationError, WithJsonSchema
 
+from contracts import headers, topics
 from contracts import queries as q
-from contracts import topics
 from contracts.errors import Error, ErrorCode
 from contracts.replies import BatchLookupReply, ContactReply, ErrorReply
+from service import tracing
 from service.compat import one_record_schema, poll_again_at_once, raw_batch_subscriber
 from service.config import Settings
 from service.entrypoints.dead_letters import DeadLetters, reject
 from service.entrypoints.failures import bad_input, is_transient
+from service.entrypoints.logs import log_context, record_fields
 from service.entrypoints.replies import Replier
 from service.service_layer import queries
 from service.service_layer.context import Services
@@ -57,6 +60,16 @@ class Answers:
             await asyncio.wait(set(self._running))
 
     async def _answer(self, record: ConsumerRecord[Any, Any]) -> None:
+        with log_context(**record_fields(record), correlation_id=_correlation(record)):
+            if not tracing.enabled():
+                await self._answer_logged(record)
+                return
+            parent = tracing.extract(record.headers)
+            with tracing.tracer.start_as_current_span("lookup", context=parent):
+                await self._answer_logged(record)
+
+    async def _answer_logged(self, record: ConsumerRecord[Any, Any]) -> None:
+        began = time.perf_counter()
         try:
             if self._replier.expired(record):
                 return  # the caller gave up; counted, not answered late
@@ -82,6 +95,8 @@ class Answers:
                     error = Error(code=ErrorCode.PROCESSING_FAILED, message=f"lookup failed: {exc!r}")
                 reply = ErrorReply(error=error)
             await self._replier.reply(record, reply)
+            source = "directory" if isinstance(reply, bytes) else "store"
+            self._replier.metrics.lookup_seconds.labels(source).observe(time.perf_counter() - began)
         except Exception:
             # Read-only and committed first: the caller's timeout (and retry) covers a lost answer.
             log.exception("could not answer lookup %s[%s]@%s", record.topic, record.partition, record.offset)
@@ -116,3 +131,12 @@ def build_router(*, settings: Settings, answers: Answers, router: KafkaRouter) -
     async def on_lookups(records: Records) -> None:
         for record in records:
             await answers.start(record)
+
+
+def _correlation(record: ConsumerRecord[Any, Any]) -> str | None:
+    found = dict(record.headers or ())
+    if headers.SPRING_CORRELATION_ID in found:
+        return (found[headers.SPRING_CORRELATION_ID] or b"").hex()  # binary, by default
+    if headers.CORRELATION_ID in found:
+        return (found[headers.CORRELATION_ID] or b"").decode("utf-8", "replace")
+    return None

@@ -10,7 +10,8 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from pydantic import BaseModel
 
 from contracts import headers as h
-from service.entrypoints.health import Counters
+from service import tracing
+from service.entrypoints.metrics import Metrics
 
 REQUEST_FETCH_MAX_WAIT_MS = 50
 """How long the broker may hold a fetch of a request topic that has nothing new. With Kafka's
@@ -68,10 +69,14 @@ class Replier:
     """Reply size (bytes) from which replies are compressed."""
 
     def __init__(
-        self, *, bootstrap_servers: str, counters: Counters, client_id: str = "contact-service-replies"
+        self,
+        *,
+        client_options: dict[str, Any],
+        metrics: Metrics,
+        client_id: str = "contact-service-replies",
     ) -> None:
         self._options: dict[str, Any] = {
-            "bootstrap_servers": bootstrap_servers,
+            **client_options,
             "client_id": client_id,
             "acks": 1,
             "linger_ms": 0,
@@ -79,7 +84,7 @@ class Replier:
         }
         self._plain: AIOKafkaProducer | None = None
         self._packed: AIOKafkaProducer | None = None
-        self.counters = counters
+        self.metrics = metrics
 
     async def start(self) -> None:
         # Created here, not in __init__: aiokafka binds to the running event loop.
@@ -105,7 +110,7 @@ class Replier:
             return False
         if time.time() * 1000 <= deadline_ms:
             return False
-        self.counters.add(f"deadline_expired.{record.topic}")
+        self.metrics.expired.labels(record.topic).inc()
         return True
 
     async def reply(self, record: ConsumerRecord[Any, Any], body: BaseModel | dict[str, Any] | bytes) -> bool:
@@ -126,7 +131,11 @@ class Replier:
             address.topic,
             payload,
             partition=address.partition,
-            headers=[("content-type", b"application/json"), *address.headers],
+            headers=[
+                ("content-type", b"application/json"),
+                *address.headers,
+                *tracing.continuing(record.headers),
+            ],
         )
-        self.counters.add("replies_sent")
+        self.metrics.replies.inc()
         return True

@@ -353,9 +353,7 @@ async def _redrive(settings: Settings, keep: dl.Filter, *, dry_run: bool) -> dic
     async with _connected(settings) as (cluster, db):
         letters = [letter async for letter in dl.dead_letters(cluster, keep)]
         redrives = dl.Redrives(db, settings.topic(topics.DEAD_LETTERS))
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True
-        )
+        producer = AIOKafkaProducer(**settings.kafka_options(), acks="all", enable_idempotence=True)
         await producer.start()
         try:
             with _progress() as progress:

@@ -49,10 +49,9 @@ class Cluster:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        servers = settings.kafka_bootstrap_servers
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=servers, client_id="contact-service-ops")
+        self.admin = AIOKafkaAdminClient(**settings.kafka_options(), client_id="contact-service-ops")
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=servers, client_id="contact-service-ops", enable_auto_commit=False
+            **settings.kafka_options(), client_id="contact-service-ops", enable_auto_commit=False
         )
 
     async def __aenter__(self) -> "Cluster":
@@ -72,8 +71,8 @@ class Cluster:
         partitions = await self.partitions(topic)
         starts = await self.consumer.beginning_offsets(partitions)
         ends = await self.consumer.end_offsets(partitions)
+        state, members = await group_state(self.admin, group)  # first: it waits for a coordinator
         committed = await self.admin.list_consumer_group_offsets(group, partitions=partitions)
-        state, members = await group_state(self.admin, group)
         rows = [
             PartitionOffsets(tp.partition, starts[tp], ends[tp], _committed(committed.get(tp)))
             for tp in partitions
@@ -110,7 +109,7 @@ class Cluster:
         """Commit ``offsets`` for ``group``, which must have no live members (the broker refuses
         a commit from outside a live generation)."""
         committer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            **self.settings.kafka_options(),
             group_id=group,
             enable_auto_commit=False,
             client_id="contact-service-ops",
@@ -130,7 +129,7 @@ class Cluster:
         if not partitions:
             return  # no such topic yet: nothing on it
         reader = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            **self.settings.kafka_options(),
             enable_auto_commit=False,
             client_id="contact-service-ops",
         )

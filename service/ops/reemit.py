@@ -41,9 +41,7 @@ async def run(
     topic = settings.topic(topics.EVENTS)
     counts: dict[str, Any] = {"contacts": 0, "published": 0, "deleted": 0, "topic": topic}
     mongo = make_client(settings.mongodb_url)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=5
-    )
+    producer = AIOKafkaProducer(**settings.kafka_options(), acks="all", enable_idempotence=True, linger_ms=5)
     try:
         db = mongo[settings.mongodb_database]
         query = {} if customer_id is None else {"customer_id": customer_id}

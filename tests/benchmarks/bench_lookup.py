@@ -149,13 +149,13 @@ async def directory_loaded(service: Service, size: int, *, limit: float = 600.0)
     deadline = time.monotonic() + limit
     while True:
         metrics = await service.get("/metrics")
-        if "directory_ready" not in metrics:
+        if "contact_directory_ready" not in metrics:
             return {"enabled": False}
-        if metrics["directory_ready"] and metrics["directory_contacts"] >= size:
+        if metrics["contact_directory_ready"] and metrics["contact_directory_contacts"] >= size:
             return {
                 "enabled": True,
-                "contacts": metrics["directory_contacts"],
-                "load_ms": metrics["directory_load_ms"],
+                "contacts": int(metrics["contact_directory_contacts"]),
+                "load_ms": int(metrics["contact_directory_load_seconds"] * 1000),
             }
         if time.monotonic() > deadline:
             raise RuntimeError(f"caller directory not loaded after {limit}s: {metrics}")

@@ -50,10 +50,12 @@ async def produce(prefix: str, messages: Iterable[Message], *, linger_ms: int = 
     return time.perf_counter() - started
 
 
+def _outcome(counters: Json, outcome: str) -> float:
+    return float(counters.get(f"contact_sync_messages_total{{outcome={outcome}}}", 0))
+
+
 def _handled(counters: Json) -> int:
-    return int(
-        counters.get("sync_applied", 0) + counters.get("sync_stale", 0) + counters.get("sync_failed", 0)
-    )
+    return int(sum(_outcome(counters, o) for o in ("applied", "stale", "failed")))
 
 
 async def wait_applied(
@@ -74,7 +76,7 @@ async def wait_applied(
         done = _handled(counters) - _handled(before)
         if samples is not None:
             samples.append((done, service.memory()["VmRSS"]))
-        failed = counters.get("sync_failed", 0) - before.get("sync_failed", 0)
+        failed = _outcome(counters, "failed") - _outcome(before, "failed")
         if failed:
             raise SystemExit(f"{failed} sync items failed")
         if done >= count:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import uvloop
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import delete_topics
 
@@ -93,15 +94,17 @@ class Service:
         return time.perf_counter() - started
 
     async def get(self, path: str) -> dict[str, Any]:
-        """A health endpoint's JSON; empty while the process does not listen yet."""
+        """A health endpoint's JSON, or /metrics as {sample: value} (labels in the sample's name,
+        ``name{label=value,...}``); empty while the process does not listen yet."""
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
         except OSError:
             return {}
-        writer.write(f"GET {path} HTTP/1.1\r\n\r\n".encode())
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
         raw = await reader.read()
         writer.close()
-        return dict(json.loads(raw.split(b"\r\n\r\n", 1)[1]))
+        body = raw.split(b"\r\n\r\n", 1)[1].decode()
+        return _samples(body) if path == "/metrics" else dict(json.loads(body))
 
     def memory(self) -> dict[str, int]:
         """RSS now (VmRSS) and at its peak (VmHWM), in MB."""
@@ -118,3 +121,12 @@ class Service:
             self.process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(self.process.wait(), 60)
         await delete_topics(KAFKA, prefix=self.prefix)
+
+
+def _samples(text: str) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            found[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return found

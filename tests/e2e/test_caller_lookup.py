@@ -116,8 +116,8 @@ async def test_a_request_past_its_deadline_is_not_answered_and_is_counted(
     with pytest.raises(RequestTimeout):
         await client.request_raw(topics.LOOKUPS, late, timeout=2, deadline=time.time() - 1)
     assert (await client.lookup_phone(ACME, phone(0))).ok  # later requests are still answered
-    counted = running_service.counters.values
-    assert counted.get(f"deadline_expired.{running_service.settings.topic(topics.LOOKUPS)}") == 1
+    topic = running_service.settings.topic(topics.LOOKUPS)
+    assert running_service.metrics.sample("contact_requests_expired_total", topic=topic) == 1
 
 
 async def test_spring_replying_template_headers_are_echoed_byte_for_byte(

@@ -53,14 +53,17 @@ async def publish(client: ContactClient, *messages: dict[str, Any] | bytes) -> N
         await client.send_raw(topics.CRM_SYNC, value, key=sync_key(CUST, external_id).decode())
 
 
+OUTCOMES = ("applied", "stale", "failed", "dead_lettered")
+
+
 async def settled(app: Application, *, applied_or_stale: int, timeout: float = 30) -> dict[str, int]:
     """Wait until the service has seen that many sync items (applied + stale + failed)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        c = app.counters.values
-        seen = c.get("sync_applied", 0) + c.get("sync_stale", 0) + c.get("sync_failed", 0)
+        c = {o: int(app.metrics.sample("contact_sync_messages_total", outcome=o)) for o in OUTCOMES}
+        seen = c["applied"] + c["stale"] + c["failed"]
         if seen >= applied_or_stale or asyncio.get_running_loop().time() > deadline:
-            return dict(c)
+            return c
         await asyncio.sleep(0.2)
 
 
@@ -84,7 +87,7 @@ async def test_newest_state_wins_in_key_order_and_a_replay_changes_nothing(
     ]
     await publish(client, *stream)
     counts = await settled(running_service, applied_or_stale=len(stream))
-    assert counts.get("sync_failed", 0) == 0
+    assert counts["failed"] == 0
     found = await client.lookup_phone(CUST, "+15552220001")
     assert found.result is not None and found.result.company == "v2" and found.result.source == "sync"
     assert found.result.external_id == "sf-1"
@@ -98,7 +101,7 @@ async def test_newest_state_wins_in_key_order_and_a_replay_changes_nothing(
     # Replay the whole topic: same state, no new events, every item counted stale.
     await publish(client, *stream)
     counts = await settled(running_service, applied_or_stale=2 * len(stream))
-    assert counts["sync_stale"] >= len(stream)
+    assert counts["stale"] >= len(stream)
     assert await snapshot(running_service) == before
     assert len(await events.read(at_least=events_before)) == events_before
 

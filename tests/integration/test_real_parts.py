@@ -134,7 +134,7 @@ async def test_the_schema_step_runs_again_on_an_existing_database(
 async def test_running_service_reports_ready(running_service: "Application") -> None:
     health = running_service.health
     reader, writer = await asyncio.open_connection("127.0.0.1", health.port)
-    writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+    writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     await writer.drain()
     response = (await reader.read()).decode()
     writer.close()
@@ -193,7 +193,7 @@ async def test_console_script_starts_reports_ready_and_stops_cleanly_on_sigterm(
         for _ in range(120):
             try:
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.write(b"GET /readyz HTTP/1.1\r\n\r\n")
+                writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 ready = (await reader.read()).startswith(b"HTTP/1.1 200")
                 writer.close()
             except ConnectionError:

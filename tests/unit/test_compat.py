@@ -1,6 +1,7 @@
 """One test per assumption service/compat.py makes about FastStream's and aiokafka's internals:
 after a library upgrade, a failure here names the assumption that no longer holds."""
 
+import asyncio
 import inspect
 from types import SimpleNamespace
 from typing import Any, cast
@@ -112,3 +113,29 @@ def test_a_handler_argument_that_fails_validation_carries_the_pydantic_error() -
 
 def test_router_publishers_are_the_class_the_service_types_them_as() -> None:
     assert isinstance(KafkaRouter().publisher("t"), compat.KafkaPublisher)
+
+
+async def test_uvicorn_serves_without_taking_the_process_signals() -> None:
+    import signal
+    import urllib.request
+
+    import uvicorn
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"up"})
+
+    before = signal.getsignal(signal.SIGTERM)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+    )
+    await compat.start_uvicorn(server)
+    loop = asyncio.create_task(server.main_loop())
+    port = server.servers[0].sockets[0].getsockname()[1]
+    body = await asyncio.to_thread(
+        lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+    )
+    assert body == b"up" and signal.getsignal(signal.SIGTERM) is before
+    server.should_exit = True
+    await loop
+    await server.shutdown()

@@ -8,6 +8,7 @@ from aiokafka import ConsumerRecord
 from contracts import headers as h
 from contracts.errors import Error, ErrorCode
 from service.entrypoints.dead_letters import DeadLetters, original_headers
+from service.entrypoints.metrics import Metrics
 from service.ops import dead_letters as dl
 from tests.factories import record
 
@@ -32,9 +33,8 @@ def _record(
 def _written(
     original: ConsumerRecord[Any, Any], error: Error, exc: BaseException, attempts: int
 ) -> list[tuple[str, bytes]]:
-    letters = DeadLetters(
-        bootstrap_servers="unused:9092", topic="dlq", groups={"p.commands": "p.service.commands"}
-    )
+    groups = {"p.commands": "p.service.commands"}
+    letters = DeadLetters(client_options={}, topic="dlq", groups=groups, metrics=Metrics())
     return [*original_headers(original.headers), *letters._reason(original, error, exc, attempts)]
 
 
