@@ -1,32 +1,27 @@
 """The composition root: the one place that picks concrete classes and wires them together."""
 
 import asyncio
-import contextlib
 import gc
 import logging
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, SaslAuthenticationFailed, TopicAlreadyExistsError
 from faststream import FastStream
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
-from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from faststream.specification import AsyncAPI
 from opentelemetry import trace
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts import topics
-from contracts.security import KafkaSecurity
 from service import tracing
 from service.adapters.directory_feed import KafkaDirectoryFeed
 from service.adapters.kafka import KafkaEventPublisher, sample_lag_forever
+from service.adapters.kafka_setup import broker_security, check_kafka_access, ensure_topics
 from service.adapters.mongo import (
     MongoAddressBook,
     MongoCommandLog,
@@ -35,7 +30,7 @@ from service.adapters.mongo import (
     ensure_schema,
     make_client,
 )
-from service.compat import KafkaPublisher, kafka_handshake, tolerant_parser
+from service.compat import KafkaPublisher, tolerant_parser
 from service.config import Settings
 from service.entrypoints import commands, crm_sync, lookups, publishers, queries
 from service.entrypoints.dead_letters import DeadLetters
@@ -315,59 +310,3 @@ class Lifecycle:
         await self.wiring.replier.stop()
         await self.mongo.close()
         gc.unfreeze()  # what was frozen may be garbage now (a process running the app again: tests)
-
-
-class StartupError(Exception):
-    """The service cannot start; the message says why, for the person starting it."""
-
-
-async def check_kafka_access(settings: Settings) -> None:
-    """With TLS or SASL configured, one handshake with the first broker before anything else:
-    wrong credentials or a CA that does not match stop the start with the reason."""
-    if settings.kafka_security_protocol == "PLAINTEXT":
-        return
-    first = settings.kafka_bootstrap_servers.split(",")[0].strip()
-    host, _, port = first.rpartition(":")
-    try:
-        await kafka_handshake(host, int(port), settings.kafka_security.client_options())
-    except SaslAuthenticationFailed as exc:
-        user, mechanism = settings.kafka_sasl_username, settings.kafka_sasl_mechanism
-        raise StartupError(f"Kafka at {first} refused user {user!r} ({mechanism}): {exc}") from None
-    except ssl.SSLError as exc:
-        raise StartupError(f"TLS with Kafka at {first} failed (KAFKA_SSL_CAFILE?): {exc}") from None
-    except (KafkaError, OSError) as exc:
-        raise StartupError(
-            f"cannot reach Kafka at {first} over {settings.kafka_security_protocol}: {exc}"
-        ) from None
-
-
-async def ensure_topics(settings: Settings) -> None:
-    """Create the service's topics with the configured partitions; existing topics are left alone."""
-    admin = AIOKafkaAdminClient(**settings.kafka_options(), client_id="contact-service-admin")
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(name, settings.topic_partitions, settings.topic_replication_factor)
-            for name in settings.all_topics()
-            if name not in existing
-        ]
-        if wanted:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(wanted)
-    finally:
-        await admin.close()
-
-
-def broker_security(security: KafkaSecurity) -> BaseSecurity | None:
-    """The FastStream form of the service's Kafka security settings."""
-    context = security.client_options().get("ssl_context")
-    password = security.password.get_secret_value()
-    tls = security.uses_tls
-    if security.sasl_mechanism == "PLAIN" and security.protocol.startswith("SASL"):
-        return SASLPlaintext(security.username, password, ssl_context=context, use_ssl=tls)
-    if security.sasl_mechanism == "SCRAM-SHA-256" and security.protocol.startswith("SASL"):
-        return SASLScram256(security.username, password, ssl_context=context, use_ssl=tls)
-    if security.protocol.startswith("SASL"):
-        return SASLScram512(security.username, password, ssl_context=context, use_ssl=tls)
-    return BaseSecurity(ssl_context=context, use_ssl=True) if security.uses_tls else None

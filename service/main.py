@@ -9,7 +9,8 @@ import uvloop
 from pydantic import ValidationError
 
 from service import tracing
-from service.bootstrap import StartupError, build
+from service.adapters.kafka_setup import StartupError
+from service.bootstrap import build
 from service.config import Settings
 from service.entrypoints import logs
 from service.ops.cli import app as ops

@@ -9,24 +9,21 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from aiokafka import AIOKafkaProducer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from contracts import topics
 from service.adapters.mongo import make_client
-from service.config import CONSUMED, Settings
+from service.config import Settings
 from service.ops import dead_letters as dl
 from service.ops import reemit as re_emit
 from service.ops import store
+from service.ops.console import TOPICS, DryRun, JsonFlag, connected, emit, err, out, progress, run
+from service.ops.dlq_cli import dlq_app
 from service.ops.kafka import Cluster, GroupOffsets, Target
 
 app = typer.Typer(
@@ -34,49 +31,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-dlq_app = typer.Typer(help="Dead letters: list, show, redrive.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
-
-out = Console()
-err = Console(stderr=True)
-T = TypeVar("T")
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON document on stdout, for scripts.")]
-DryRun = Annotated[bool, typer.Option("--dry-run", help="Say what would be done; change nothing.")]
-TOPICS = {suffix: topic for topic, suffix in CONSUMED.items()}
-
-
-def _run(work: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(work)
-
-
-def _emit(as_json: bool, document: Any, table: Table | None = None) -> None:
-    if as_json:
-        print(json.dumps(document, indent=2, default=str))
-    elif table is not None:
-        out.print(table)
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=False,
-    )
-
-
-@asynccontextmanager
-async def _connected(settings: Settings) -> AsyncIterator[tuple[Cluster, store.Database]]:
-    mongo = make_client(settings.mongodb_url)
-    try:
-        async with Cluster(settings) as cluster:
-            yield cluster, mongo[settings.mongodb_database]
-    finally:
-        await mongo.close()
-
 
 # --- status ---
 
@@ -85,15 +40,15 @@ async def _connected(settings: Settings) -> AsyncIterator[tuple[Cluster, store.D
 def status(as_json: JsonFlag = False) -> None:
     """Consumer groups (offsets, lag, members), dead letters by reason, the command log's size."""
     settings = Settings()
-    report = _run(_status(settings))
-    _emit(as_json, report, _status_tables(report))
+    report = run(_status(settings))
+    emit(as_json, report, _status_tables(report))
     if not as_json:
         out.print(_reasons_table(report["dead_letters"]))
         out.print(_log_table(report["command_log"]))
 
 
 async def _status(settings: Settings) -> dict[str, Any]:
-    async with _connected(settings) as (cluster, db):
+    async with connected(settings) as (cluster, db):
         groups = [await cluster.offsets(group, topic) for topic, group in settings.groups().items()]
         reasons: dict[str, int] = {}
         async for letter in dl.dead_letters(cluster, dl.Filter()):
@@ -193,7 +148,7 @@ def replay(
             f"unknown topic {unknown}; choose from {', '.join(TOPICS)}", param_hint="--topic"
         )
     settings = Settings()
-    plans = _run(_replay(settings, [TOPICS[t] for t in topic], target, wait=wait, dry_run=dry_run))
+    plans = run(_replay(settings, [TOPICS[t] for t in topic], target, wait=wait, dry_run=dry_run))
     table = Table(title="replay" + (" (dry run: nothing moved)" if dry_run else ""))
     for column in ("group", "topic", "partition", "from", "to", "messages again"):
         table.add_column(column)
@@ -207,7 +162,7 @@ def replay(
                 str(p["to"]),
                 str(p["again"]),
             )
-    _emit(as_json, {"dry_run": dry_run, "replays": plans}, table)
+    emit(as_json, {"dry_run": dry_run, "replays": plans}, table)
     if any(plan.get("refused") for plan in plans):
         for plan in plans:
             if plan.get("refused"):
@@ -264,128 +219,6 @@ async def _when_empty(cluster: Cluster, group: str, topic: str, wait: float) -> 
         await asyncio.sleep(1.0)
 
 
-# --- dead letters ---
-
-
-ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Only this reason (an ErrorCode).")]
-SourceOpt = Annotated[str | None, typer.Option("--source-topic", help="Only from topics containing this.")]
-SinceOpt = Annotated[datetime | None, typer.Option("--since", help="Dead-lettered at or after (UTC).")]
-UntilOpt = Annotated[datetime | None, typer.Option("--until", help="Dead-lettered at or before (UTC).")]
-
-
-def _filter(
-    reason: str | None, source: str | None, since: datetime | None, until: datetime | None
-) -> dl.Filter:
-    def utc(value: datetime | None) -> datetime | None:
-        return None if value is None else value if value.tzinfo else value.replace(tzinfo=UTC)
-
-    return dl.Filter(reason, source, utc(since), utc(until))
-
-
-@dlq_app.command("list")
-def dlq_list(
-    reason: ReasonOpt = None,
-    source_topic: SourceOpt = None,
-    since: SinceOpt = None,
-    until: UntilOpt = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Dead letters, oldest first, with their reason and origin."""
-    letters = _run(_letters(Settings(), _filter(reason, source_topic, since, until)))
-    table = Table(title=f"dead letters ({len(letters)})")
-    for column in ("id", "at", "reason", "source", "group", "attempts", "message"):
-        table.add_column(column, overflow="fold")
-    for letter in letters:
-        s = letter.summary()
-        table.add_row(
-            s["id"], s["at"], s["reason"], s["source"], s["group"], str(s["attempts"]), s["message"][:80]
-        )
-    _emit(as_json, [letter.summary() for letter in letters], table)
-
-
-async def _letters(settings: Settings, keep: dl.Filter) -> list[dl.DeadLetter]:
-    async with Cluster(settings) as cluster:
-        return [letter async for letter in dl.dead_letters(cluster, keep)]
-
-
-@dlq_app.command("show")
-def dlq_show(
-    letter_id: Annotated[str, typer.Argument(help="partition:offset, as `dlq list` shows.")],
-) -> None:
-    """One dead letter whole: reason, origin, key, headers and value."""
-    found = [letter for letter in _run(_letters(Settings(), dl.Filter())) if letter.id == letter_id]
-    if not found:
-        err.print(f"no dead letter {letter_id}")
-        raise typer.Exit(1)
-    letter = found[0]
-    document = {
-        **letter.summary(),
-        "key": None if letter.key is None else letter.key.decode("utf-8", "replace"),
-        "headers": {k: v.decode("utf-8", "backslashreplace") for k, v in letter.headers},
-        "value": letter.value.decode("utf-8", "replace"),
-    }
-    print(json.dumps(document, indent=2))
-
-
-@dlq_app.command("redrive")
-def dlq_redrive(
-    reason: ReasonOpt = None,
-    source_topic: SourceOpt = None,
-    since: SinceOpt = None,
-    until: UntilOpt = None,
-    dry_run: DryRun = False,
-    as_json: JsonFlag = False,
-) -> None:
-    """Put dead letters back on the topic they came from (key, value, headers as they were).
-
-    Each one is recorded: a second redrive sends nothing again.
-    """
-    counts = _run(_redrive(Settings(), _filter(reason, source_topic, since, until), dry_run=dry_run))
-    table = Table(title="redrive" + (" (dry run: nothing sent)" if dry_run else ""))
-    for column in ("matched", "sent", "already redriven", "no source topic"):
-        table.add_column(column, justify="right")
-    table.add_row(*(str(counts[k]) for k in ("matched", "sent", "already", "unroutable")))
-    _emit(as_json, {"dry_run": dry_run, **counts}, table)
-
-
-async def _redrive(settings: Settings, keep: dl.Filter, *, dry_run: bool) -> dict[str, Any]:
-    counts: dict[str, Any] = {"matched": 0, "sent": 0, "already": 0, "unroutable": 0, "by_topic": {}}
-    async with _connected(settings) as (cluster, db):
-        letters = [letter async for letter in dl.dead_letters(cluster, keep)]
-        redrives = dl.Redrives(db, settings.topic(topics.DEAD_LETTERS))
-        producer = AIOKafkaProducer(**settings.kafka_options(), acks="all", enable_idempotence=True)
-        await producer.start()
-        try:
-            with _progress() as progress:
-                task = progress.add_task("redriving" if not dry_run else "checking", total=len(letters))
-                for letter in letters:
-                    counts["matched"] += 1
-                    await _redrive_one(letter, producer, redrives, counts, dry_run=dry_run)
-                    progress.advance(task)
-        finally:
-            await producer.stop()
-    return counts
-
-
-async def _redrive_one(
-    letter: dl.DeadLetter,
-    producer: AIOKafkaProducer,
-    redrives: dl.Redrives,
-    counts: dict[str, Any],
-    *,
-    dry_run: bool,
-) -> None:
-    if not letter.source_topic:
-        counts["unroutable"] += 1
-    elif await redrives.done(letter):
-        counts["already"] += 1
-    elif dry_run or await dl.redrive(letter, producer=producer, redrives=redrives):
-        counts["sent"] += 1
-        counts["by_topic"][letter.source_topic] = counts["by_topic"].get(letter.source_topic, 0) + 1
-    else:
-        counts["already"] += 1
-
-
 # --- re-emit ---
 
 
@@ -397,12 +230,12 @@ def reemit(
 ) -> None:
     """Publish every contact's current state on the events topic (contact.updated, or contact.deleted),
     with its current version and an event_id fixed per (contact, version): consumers apply it once."""
-    counts = _run(re_emit.run(Settings(), customer_id=customer, dry_run=dry_run, progress=_progress))
+    counts = run(re_emit.run(Settings(), customer_id=customer, dry_run=dry_run, progress=progress))
     table = Table(title="re-emit" + (" (dry run: nothing published)" if dry_run else ""))
     for column in ("contacts", "published", "deleted among them", "topic"):
         table.add_column(column)
     table.add_row(str(counts["contacts"]), str(counts["published"]), str(counts["deleted"]), counts["topic"])
-    _emit(as_json, {"dry_run": dry_run, **counts}, table)
+    emit(as_json, {"dry_run": dry_run, **counts}, table)
 
 
 # --- audit ---
@@ -417,7 +250,7 @@ def check(
     as_json: JsonFlag = False,
 ) -> None:
     """Audit store, address claims and events; exit 1 when anything is left to fix."""
-    report = _run(_check(Settings(), repair=repair, events=events))
+    report = run(_check(Settings(), repair=repair, events=events))
     table = Table(title=f"findings ({len(report['findings'])})")
     for column in ("kind", "customer", "detail", "repaired"):
         table.add_column(column, overflow="fold")
@@ -426,13 +259,13 @@ def check(
         detail = {k: v for k, v in f.items() if k not in {"kind", "customer_id", "repairable"}}
         done = "yes" if json.dumps(f, sort_keys=True) in repaired else ""
         table.add_row(f["kind"], f["customer_id"], json.dumps(detail), done)
-    _emit(as_json, report, table)
+    emit(as_json, report, table)
     if report["left"]:
         raise typer.Exit(1)
 
 
 async def _check(settings: Settings, *, repair: bool, events: bool) -> dict[str, Any]:
-    async with _connected(settings) as (cluster, db):
+    async with connected(settings) as (cluster, db):
         audit = await store.Audit.read(db)
         grace = timedelta(seconds=settings.claim_grace_seconds)
         findings = audit.store_findings(grace=grace, now=datetime.now(UTC))
@@ -479,7 +312,7 @@ def dump(
         finally:
             await mongo.close()
 
-    text = "".join(line + "\n" for line in _run(lines()))
+    text = "".join(line + "\n" for line in run(lines()))
     if output is None:
         sys.stdout.write(text)
     else:
@@ -502,9 +335,9 @@ def prune_log(dry_run: DryRun = False, as_json: JsonFlag = False) -> None:
         finally:
             await mongo.close()
 
-    result = _run(prune())
+    result = run(prune())
     table = Table(title="prune command log" + (" (dry run: nothing removed)" if dry_run else ""))
     for column in ("entries before", "older", "pruned"):
         table.add_column(column)
     table.add_row(result["before"], str(result["older"]), str(result["pruned"]))
-    _emit(as_json, result, table)
+    emit(as_json, result, table)
