@@ -9,6 +9,8 @@ import signal
 import socket
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Coroutine
 from pathlib import Path
@@ -97,14 +99,18 @@ class Service:
         """A health endpoint's JSON, or /metrics as {sample: value} (labels in the sample's name,
         ``name{label=value,...}``); empty while the process does not listen yet."""
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            body = await asyncio.to_thread(self._fetch, path)
         except OSError:
             return {}
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
-        raw = await reader.read()
-        writer.close()
-        body = raw.split(b"\r\n\r\n", 1)[1].decode()
         return _samples(body) if path == "/metrics" else dict(json.loads(body))
+
+    def _fetch(self, path: str) -> str:
+        url = f"http://127.0.0.1:{self.port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return str(response.read().decode())
+        except urllib.error.HTTPError as error:  # /readyz answers 503 with its JSON while not ready
+            return str(error.read().decode())
 
     def memory(self) -> dict[str, int]:
         """RSS now (VmRSS) and at its peak (VmHWM), in MB."""

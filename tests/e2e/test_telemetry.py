@@ -73,6 +73,9 @@ async def test_one_trace_runs_from_a_command_through_its_store_writes_to_its_eve
     assert _trace_of(event.headers) == TRACE and _trace_of(reply.headers) == TRACE
     traced = [s for s in spans.get_finished_spans() if format(s.context.trace_id, "032x") == TRACE]
     names = {s.name for s in traced}
+    for s in sorted(traced, key=lambda s: s.start_time or 0):  # shown with -s, and on failure
+        parent = format(s.parent.span_id, "016x") if s.parent else "-" * 16
+        print(f"{format(s.context.span_id, '016x')} <- {parent} {s.kind.name:8} {s.name}")
     assert "apply create_contact" in names
     store = [s for s in traced if (s.attributes or {}).get("db.system") == "mongodb"]
     assert any("insert" in s.name for s in store), names  # the contact's write, in the same trace
