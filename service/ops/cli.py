@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pymongo.errors import PyMongoError
 from rich.table import Table
 
 from contracts import topics
@@ -50,11 +51,19 @@ def status(as_json: JsonFlag = False) -> None:
 async def _status(settings: Settings) -> dict[str, Any]:
     async with connected(settings) as (cluster, db):
         groups = [await cluster.offsets(group, topic) for topic, group in settings.groups().items()]
-        reasons: dict[str, int] = {}
-        async for letter in dl.dead_letters(cluster, dl.Filter()):
-            reasons[letter.reason] = reasons.get(letter.reason, 0) + 1
+        letters = [letter async for letter in dl.dead_letters(cluster, dl.Filter())]
         retention = timedelta(days=settings.command_log_retention_days)
-        log = await store.log_size(db, retention=retention)
+        try:  # the store may be what is down: the broker's half still answers
+            redrives = dl.Redrives(db, settings.topic(topics.DEAD_LETTERS))
+            done = [await redrives.done(letter) for letter in letters]
+            log = await store.log_size(db, retention=retention)
+        except PyMongoError as exc:
+            done, log = [False] * len(letters), {"unavailable": f"store unreachable: {type(exc).__name__}"}
+    reasons: dict[str, dict[str, int]] = {}
+    for letter, redriven in zip(letters, done, strict=True):
+        counts = reasons.setdefault(letter.reason, {"count": 0, "redriven": 0})
+        counts["count"] += 1
+        counts["redriven"] += redriven
     return {"groups": [_group_json(g) for g in groups], "dead_letters": reasons, "command_log": log}
 
 
@@ -96,17 +105,22 @@ def _status_tables(report: dict[str, Any]) -> Table:
     return table
 
 
-def _reasons_table(reasons: dict[str, int]) -> Table:
+def _reasons_table(reasons: dict[str, dict[str, int]]) -> Table:
     table = Table(title="dead letters by reason")
     table.add_column("reason")
     table.add_column("count", justify="right")
-    for reason, count in sorted(reasons.items()):
-        table.add_row(reason or "(none)", str(count))
+    table.add_column("redriven", justify="right")
+    for reason, counts in sorted(reasons.items()):
+        table.add_row(reason or "(none)", str(counts["count"]), str(counts["redriven"]))
     return table
 
 
 def _log_table(log: dict[str, Any]) -> Table:
     table = Table(title="command log")
+    if "unavailable" in log:
+        table.add_column("unavailable")
+        table.add_row(log["unavailable"])
+        return table
     for column in ("entries", "oldest", "oldest age (h)", "retention (days)"):
         table.add_column(column)
     table.add_row(
@@ -149,7 +163,13 @@ def replay(
         )
     settings = Settings()
     plans = run(_replay(settings, [TOPICS[t] for t in topic], target, wait=wait, dry_run=dry_run))
-    table = Table(title="replay" + (" (dry run: nothing moved)" if dry_run else ""))
+    refused = any(plan.get("refused") for plan in plans)
+    title = (
+        "replay refused: nothing moved"
+        if refused
+        else "replay" + (" (dry run: nothing moved)" if dry_run else "")
+    )
+    table = Table(title=title)
     for column in ("group", "topic", "partition", "from", "to", "messages again"):
         table.add_column(column)
     for plan in plans:
@@ -163,7 +183,7 @@ def replay(
                 str(p["again"]),
             )
     emit(as_json, {"dry_run": dry_run, "replays": plans}, table)
-    if any(plan.get("refused") for plan in plans):
+    if refused:
         for plan in plans:
             if plan.get("refused"):
                 err.print(f"[red]refused[/red] {plan['group']}: {plan['refused']}")
@@ -188,7 +208,7 @@ def _target(earliest: bool, when: datetime | None, offset: int | None, shift: in
 async def _replay(
     settings: Settings, wanted: list[str], target: Target, *, wait: float, dry_run: bool
 ) -> list[dict[str, Any]]:
-    plans = []
+    plans: list[tuple[dict[str, Any], dict[int, int]]] = []
     async with Cluster(settings) as cluster:
         for name in wanted:
             topic, group = settings.topic(name), settings.group(name)
@@ -204,10 +224,15 @@ async def _replay(
             plan["messages_again"] = sum(p["again"] for p in plan["partitions"])
             if now.members:
                 plan["refused"] = f"{now.members} live member(s): stop the service first, or pass --wait"
-            elif not dry_run and moved:
-                await cluster.commit(group, topic, moved)
-            plans.append(plan)
-    return plans
+            plans.append((plan, moved))
+        for plan, _ in plans:
+            verb = "refused" if plan.get("refused") else "would move" if dry_run else "moving"
+            err.print(f"{verb} {plan['group']} on {plan['topic']}: {plan['messages_again']} messages again")
+        for plan, moved in plans:
+            if not dry_run and not plan.get("refused") and moved:
+                await cluster.commit(plan["group"], plan["topic"], moved)
+                plan["moved"] = True
+    return [plan for plan, _ in plans]
 
 
 async def _when_empty(cluster: Cluster, group: str, topic: str, wait: float) -> GroupOffsets:
@@ -337,7 +362,7 @@ def prune_log(dry_run: DryRun = False, as_json: JsonFlag = False) -> None:
 
     result = run(prune())
     table = Table(title="prune command log" + (" (dry run: nothing removed)" if dry_run else ""))
-    for column in ("entries before", "older", "pruned"):
+    for column in ("cutoff (older goes)", "entries older", "pruned"):
         table.add_column(column)
     table.add_row(result["before"], str(result["older"]), str(result["pruned"]))
     emit(as_json, result, table)

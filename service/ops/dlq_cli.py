@@ -88,49 +88,68 @@ def dlq_redrive(
 ) -> None:
     """Put dead letters back on the topic they came from (key, value, headers as they were).
 
-    Each one is recorded: a second redrive sends nothing again.
+    Each one is recorded: a second redrive sends nothing again. Bad input (malformed, invalid, unknown
+    type) would be refused again as it is: it is left alone unless its --reason is named.
     """
     counts = run(_redrive(Settings(), _filter(reason, source_topic, since, until), dry_run=dry_run))
     table = Table(title="redrive" + (" (dry run: nothing sent)" if dry_run else ""))
-    for column in ("matched", "sent", "already redriven", "no source topic"):
+    for column in ("matched", "sent", "already redriven", "bad input (left)", "no source topic"):
         table.add_column(column, justify="right")
-    table.add_row(*(str(counts[k]) for k in ("matched", "sent", "already", "unroutable")))
+    table.add_row(*(str(counts[k]) for k in ("matched", "sent", "already", "bad_input", "unroutable")))
     emit(as_json, {"dry_run": dry_run, **counts}, table)
 
 
+BAD_INPUT = frozenset({"MALFORMED_MESSAGE", "INVALID_ARGUMENT", "UNKNOWN_MESSAGE_TYPE"})
+"""Reasons a message would be refused again as it is: redriven only when asked for by --reason."""
+
+
 async def _redrive(settings: Settings, keep: dl.Filter, *, dry_run: bool) -> dict[str, Any]:
-    counts: dict[str, Any] = {"matched": 0, "sent": 0, "already": 0, "unroutable": 0, "by_topic": {}}
+    counts: dict[str, Any] = {"matched": 0, "sent": 0, "already": 0, "unroutable": 0, "bad_input": 0}
+    counts["by_topic"] = {}
     async with connected(settings) as (cluster, db):
         letters = [letter async for letter in dl.dead_letters(cluster, keep)]
         redrives = dl.Redrives(db, settings.topic(topics.DEAD_LETTERS))
-        producer = AIOKafkaProducer(**settings.kafka_options(), acks="all", enable_idempotence=True)
-        await producer.start()
-        try:
-            with progress() as bar:
-                task = bar.add_task("redriving" if not dry_run else "checking", total=len(letters))
-                for letter in letters:
-                    counts["matched"] += 1
-                    await _redrive_one(letter, producer, redrives, counts, dry_run=dry_run)
-                    bar.advance(task)
-        finally:
-            await producer.stop()
+        wanted = []
+        for letter in letters:
+            counts["matched"] += 1
+            if keep.reason is None and letter.reason in BAD_INPUT:
+                counts["bad_input"] += 1
+            elif not letter.source_topic:
+                counts["unroutable"] += 1
+            elif await redrives.done(letter):
+                counts["already"] += 1
+            else:
+                wanted.append(letter)
+        err.print(
+            f"{'would redrive' if dry_run else 'redriving'} {len(wanted)} of {len(letters)} dead letters "
+            f"({counts['already']} redriven before; {counts['bad_input']} bad input left alone, "
+            "name its --reason to send it)"
+        )
+        if not dry_run:
+            await _send(wanted, settings, redrives, counts)
+        else:
+            counts["sent"] = len(wanted)
+            for letter in wanted:
+                counts["by_topic"][letter.source_topic] = counts["by_topic"].get(letter.source_topic, 0) + 1
     return counts
 
 
-async def _redrive_one(
-    letter: dl.DeadLetter,
-    producer: AIOKafkaProducer,
-    redrives: dl.Redrives,
-    counts: dict[str, Any],
-    *,
-    dry_run: bool,
+async def _send(
+    wanted: list[dl.DeadLetter], settings: Settings, redrives: dl.Redrives, counts: dict[str, Any]
 ) -> None:
-    if not letter.source_topic:
-        counts["unroutable"] += 1
-    elif await redrives.done(letter):
-        counts["already"] += 1
-    elif dry_run or await dl.redrive(letter, producer=producer, redrives=redrives):
-        counts["sent"] += 1
-        counts["by_topic"][letter.source_topic] = counts["by_topic"].get(letter.source_topic, 0) + 1
-    else:
-        counts["already"] += 1
+    producer = AIOKafkaProducer(**settings.kafka_options(), acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        with progress() as bar:
+            task = bar.add_task("redriving", total=len(wanted))
+            for letter in wanted:
+                if await dl.redrive(letter, producer=producer, redrives=redrives):
+                    counts["sent"] += 1
+                    counts["by_topic"][letter.source_topic] = (
+                        counts["by_topic"].get(letter.source_topic, 0) + 1
+                    )
+                else:
+                    counts["already"] += 1
+                bar.advance(task)
+    finally:
+        await producer.stop()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from rich.console import Console
 from rich.progress import Progress
 
 from contracts import topics
@@ -46,6 +47,8 @@ async def run(
         db = mongo[settings.mongodb_database]
         query = {} if customer_id is None else {"customer_id": customer_id}
         total = await db[CONTACTS].count_documents(query)
+        err = Console(stderr=True)
+        err.print(f"{'would re-emit' if dry_run else 're-emitting'} {total} contacts to {topic}")
         await producer.start()
         with progress() as bar:
             task = bar.add_task("re-emitting" if not dry_run else "counting", total=total)
