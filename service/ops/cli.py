@@ -164,6 +164,16 @@ def replay(
     settings = Settings()
     plans = run(_replay(settings, [TOPICS[t] for t in topic], target, wait=wait, dry_run=dry_run))
     refused = any(plan.get("refused") for plan in plans)
+    table = _replay_table(plans, refused=refused, dry_run=dry_run)
+    emit(as_json, {"dry_run": dry_run, "replays": plans}, table)
+    if refused:
+        for plan in plans:
+            if plan.get("refused"):
+                err.print(f"[red]refused[/red] {plan['group']}: {plan['refused']}")
+        raise typer.Exit(2)
+
+
+def _replay_table(plans: list[dict[str, Any]], *, refused: bool, dry_run: bool) -> Table:
     title = (
         "replay refused: nothing moved"
         if refused
@@ -182,12 +192,7 @@ def replay(
                 str(p["to"]),
                 str(p["again"]),
             )
-    emit(as_json, {"dry_run": dry_run, "replays": plans}, table)
-    if refused:
-        for plan in plans:
-            if plan.get("refused"):
-                err.print(f"[red]refused[/red] {plan['group']}: {plan['refused']}")
-        raise typer.Exit(2)
+    return table
 
 
 def _target(earliest: bool, when: datetime | None, offset: int | None, shift: int | None) -> Target:
