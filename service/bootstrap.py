@@ -301,6 +301,7 @@ class Lifecycle:
         await self.health.stop()
         for chore in self.chores:
             chore.cancel()
+        await asyncio.gather(*self.chores, return_exceptions=True)  # their clients closed, too
 
     async def after_shutdown(self) -> None:
         await self.answers.drain()  # the subscribers have stopped: answer what was taken, then close
