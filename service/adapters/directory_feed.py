@@ -23,8 +23,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from pymongo.asynchronous.database import AsyncDatabase
 
-from service.adapters.mongo import CONTACTS, Doc, contact_from_doc
-from service.compat import cluster_metadata
+from service.adapters.kafka import topic_partitions
+from service.adapters.mongo import Doc, every_contact
 from service.service_layer.directory import CallerDirectory
 from service.service_layer.mapping import contact_json
 
@@ -126,16 +126,13 @@ class KafkaDirectoryFeed:
         began = time.perf_counter()
         self._ready = False
         self.directory.clear()
-        cluster = await cluster_metadata(consumer)
-        partitions = cluster.partitions_for_topic(self._topic)
-        if not partitions:
+        self._partitions = await topic_partitions(consumer, self._topic)
+        if not self._partitions:
             raise RuntimeError(f"topic {self._topic} has no partitions yet")
-        self._partitions = [TopicPartition(self._topic, p) for p in sorted(partitions)]
         consumer.assign(self._partitions)
         start = await consumer.end_offsets(self._partitions)
         # Deleted contacts too: their versions keep older events from bringing them back.
-        async for doc in self._db[CONTACTS].find({}, {"last_outcome": False}, batch_size=2000):
-            contact = contact_from_doc(doc)
+        async for contact in every_contact(self._db):
             self.directory.apply(contact_json(contact), version=contact.version)
             self._check_size()
         for partition, offset in start.items():

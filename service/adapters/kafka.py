@@ -3,10 +3,12 @@
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import OffsetAndMetadata
 
 from service import tracing
 from service.compat import KafkaPublisher, cluster_metadata, start_consumer
@@ -65,14 +67,46 @@ async def sample_lag_forever(
 async def _sample(
     admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, topic: str, group: str, report: LagReport
 ) -> None:
-    known = (await cluster_metadata(consumer)).partitions_for_topic(topic) or set()
-    partitions = [TopicPartition(topic, p) for p in sorted(known)]
+    for p in await partition_offsets(admin, consumer, group=group, topic=topic):
+        report(group, topic, p.partition, p.lag)
+
+
+@dataclass(frozen=True)
+class PartitionOffsets:
+    partition: int
+    start: int
+    """The earliest offset still on the broker."""
+    end: int
+    committed: int | None
+    """The group's committed offset; None when it never committed on this partition."""
+
+    @property
+    def lag(self) -> int:
+        """Messages the group has still to consume (from the earliest kept, when it never committed)."""
+        return max(0, self.end - (self.start if self.committed is None else self.committed))
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The topic's partitions as the broker has them now (none when the topic does not exist)."""
+    found = (await cluster_metadata(consumer)).partitions_for_topic(topic) or set()
+    return [TopicPartition(topic, p) for p in sorted(found)]
+
+
+async def partition_offsets(
+    admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, *, group: str, topic: str
+) -> list[PartitionOffsets]:
+    """For each partition of ``topic``: its earliest and end offsets, and ``group``'s committed one."""
+    partitions = await topic_partitions(consumer, topic)
     if not partitions:
-        return
-    ends = await consumer.end_offsets(partitions)
+        return []
     starts = await consumer.beginning_offsets(partitions)
+    ends = await consumer.end_offsets(partitions)
     committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-    for tp in partitions:
-        done = committed.get(tp)
-        position = done.offset if done is not None and done.offset >= 0 else starts[tp]
-        report(group, topic, tp.partition, max(0, ends[tp] - position))
+    return [
+        PartitionOffsets(tp.partition, starts[tp], ends[tp], _committed(committed.get(tp)))
+        for tp in partitions
+    ]
+
+
+def _committed(found: OffsetAndMetadata | None) -> int | None:
+    return None if found is None or found.offset < 0 else found.offset

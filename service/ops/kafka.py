@@ -10,22 +10,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
-from service.compat import cluster_metadata, group_state, start_consumer
+from service.adapters.kafka import PartitionOffsets, partition_offsets, topic_partitions
+from service.compat import group_state, start_consumer
 from service.config import Settings
-
-
-@dataclass(frozen=True)
-class PartitionOffsets:
-    partition: int
-    start: int
-    """The earliest offset still on the broker."""
-    end: int
-    committed: int | None
-    """The group's committed offset; None when it never committed on this partition."""
-
-    @property
-    def lag(self) -> int:
-        return self.end - (self.start if self.committed is None else self.committed)
 
 
 @dataclass(frozen=True)
@@ -64,19 +51,11 @@ class Cluster:
         await self.admin.close()
 
     async def partitions(self, topic: str) -> list[TopicPartition]:
-        found = (await cluster_metadata(self.consumer)).partitions_for_topic(topic) or set()
-        return [TopicPartition(topic, p) for p in sorted(found)]
+        return await topic_partitions(self.consumer, topic)
 
     async def offsets(self, group: str, topic: str) -> GroupOffsets:
-        partitions = await self.partitions(topic)
-        starts = await self.consumer.beginning_offsets(partitions)
-        ends = await self.consumer.end_offsets(partitions)
         state, members = await group_state(self.admin, group)  # first: it waits for a coordinator
-        committed = await self.admin.list_consumer_group_offsets(group, partitions=partitions)
-        rows = [
-            PartitionOffsets(tp.partition, starts[tp], ends[tp], _committed(committed.get(tp)))
-            for tp in partitions
-        ]
+        rows = await partition_offsets(self.admin, self.consumer, group=group, topic=topic)
         return GroupOffsets(group, topic, state, members, rows)
 
     async def targets(self, now: GroupOffsets, target: Target) -> dict[int, int]:
@@ -152,7 +131,3 @@ class Cluster:
         finally:
             with contextlib.suppress(Exception):
                 await reader.stop()
-
-
-def _committed(found: OffsetAndMetadata | None) -> int | None:
-    return None if found is None or found.offset < 0 else found.offset

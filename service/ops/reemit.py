@@ -19,9 +19,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 from contracts import topics
-from service.adapters.mongo import CONTACTS, make_client
+from service.adapters.mongo import CONTACTS, every_contact, make_client
 from service.config import Settings
-from service.ops import store
 from service.service_layer import mapping
 from service.service_layer.commands import change_event
 from service.service_layer.items import ItemOrigin
@@ -53,7 +52,7 @@ async def run(
         with progress() as bar:
             task = bar.add_task("re-emitting" if not dry_run else "counting", total=total)
             pending: list[asyncio.Future[Any]] = []
-            async for contact in store.contacts(db, customer_id=customer_id):
+            async for contact in every_contact(db, customer_id=customer_id):
                 counts["contacts"] += 1
                 counts["deleted"] += contact.is_deleted
                 if not dry_run:

@@ -16,7 +16,7 @@ from service.adapters.mongo import (
     CONTACT_LIST,
     CONTACTS,
     SYNC_STATE,
-    contact_from_doc,
+    every_contact,
 )
 from service.adapters.mongo.command_log import MongoCommandLog
 from service.domain.model import Address, Contact
@@ -37,12 +37,6 @@ async def canonical_dump(db: Database) -> AsyncIterator[str]:
 
 def _plain(value: Any) -> str:
     return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else str(value)
-
-
-async def contacts(db: Database, *, customer_id: str | None = None) -> AsyncIterator[Contact]:
-    query = {} if customer_id is None else {"customer_id": customer_id}
-    async for doc in db[CONTACTS].find(query, {"last_outcome": False}, batch_size=1000):
-        yield contact_from_doc(doc)
 
 
 @dataclass(frozen=True)
@@ -81,7 +75,7 @@ class Audit:
     @classmethod
     async def read(cls, db: Database) -> "Audit":
         audit = cls()
-        async for contact in contacts(db):
+        async for contact in every_contact(db):
             audit.versions[contact.id] = (contact.customer_id, contact.version)
             if not contact.is_deleted:
                 audit.active[contact.id] = contact

@@ -7,7 +7,7 @@ composite string keys; other indexes serve MongoDB where lists and CRM lookups n
 
 from service.adapters.mongo.addresses import MongoAddressBook
 from service.adapters.mongo.command_log import MongoCommandLog
-from service.adapters.mongo.contacts import MongoContactRepository, list_key
+from service.adapters.mongo.contacts import MongoContactRepository, every_contact, list_key
 from service.adapters.mongo.documents import (
     ADDRESSES,
     COMMAND_LOG,
@@ -38,6 +38,7 @@ __all__ = [
     "contact_from_doc",
     "contact_to_doc",
     "ensure_schema",
+    "every_contact",
     "list_key",
     "make_client",
     "mark_listed",

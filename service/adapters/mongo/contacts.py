@@ -1,7 +1,7 @@
 """Contacts by ``_id``, and their listing."""
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
 from pymongo import DESCENDING, DeleteOne, ReplaceOne
@@ -177,3 +177,11 @@ def list_key(contact: Contact) -> str:
     """The listing entry's ``_id``: customer, creation time, contact id, so that descending
     ``_id`` order is the list's order (newest first, then by id)."""
     return f"{_list_prefix(contact.customer_id)}{format_timestamp(contact.tm_create)}|{contact.id}"
+
+
+async def every_contact(db: AsyncDatabase[Doc], *, customer_id: str | None = None) -> AsyncIterator[Contact]:
+    """Every stored contact (one customer's, when given), deleted ones too, without its last outcome:
+    one pass over the collection, for loads and operators, never for requests."""
+    query = {} if customer_id is None else {"customer_id": customer_id}
+    async for doc in db[CONTACTS].find(query, {"last_outcome": False}, batch_size=2000):
+        yield contact_from_doc(doc)
