@@ -82,14 +82,14 @@ def build(
     db = mongo[settings.mongodb_database]
     router = KafkaRouter()
     out = publishers.declare(router, settings)
-    directory = make_directory(settings, db) if settings.lookup_directory else None
+    directory = make_directory(settings, db, metrics) if settings.lookup_directory else None
     services = make_services(settings, db, events=out.events, directory=directory)
     if adapt is not None:
         services = adapt(services)
     wiring = Messaging.make(settings, metrics)
     answers = include_routers(router, settings, services, wiring, sync_results=out.sync_results)
     broker.include_router(router)
-    health = make_health(settings, broker, mongo, metrics, directory)
+    health = make_health(settings, broker, mongo, metrics)
     lifecycle = Lifecycle(settings, db, mongo, wiring, directory, health, answers)
     app = FastStream(
         broker,
@@ -126,8 +126,8 @@ def make_broker(settings: Settings, metrics: Metrics) -> KafkaBroker:
     )
 
 
-def make_directory(settings: Settings, db: Database) -> KafkaDirectoryFeed:
-    return KafkaDirectoryFeed(
+def make_directory(settings: Settings, db: Database, metrics: Metrics) -> KafkaDirectoryFeed:
+    feed = KafkaDirectoryFeed(
         directory=CallerDirectory(),
         db=db,
         client_options=settings.kafka_options(),
@@ -135,6 +135,13 @@ def make_directory(settings: Settings, db: Database) -> KafkaDirectoryFeed:
         max_contacts=settings.lookup_directory_max_contacts,
         wait_seconds=settings.lookup_directory_wait_ms / 1000,
     )
+    metrics.watch_directory(
+        contacts=lambda: feed.directory.active,
+        ready=lambda: feed.ready,
+        load_seconds=lambda: feed.load_seconds or 0.0,
+        answers=lambda: dict(feed.stats),
+    )
+    return feed
 
 
 def make_services(
@@ -226,7 +233,6 @@ def make_health(
     broker: KafkaBroker,
     mongo: AsyncMongoClient[dict[str, Any]],
     metrics: Metrics,
-    directory: KafkaDirectoryFeed | None,
 ) -> HealthServer:
     async def store_ready() -> bool:
         await mongo.admin.command("ping")
@@ -235,13 +241,6 @@ def make_health(
     async def broker_ready() -> bool:
         return await broker.ping(timeout=2)
 
-    if directory is not None:
-        metrics.watch_directory(
-            contacts=lambda: directory.directory.active,
-            ready=lambda: directory.ready,
-            load_seconds=lambda: directory.load_seconds or 0.0,
-            answers=lambda: dict(directory.stats),
-        )
     return HealthServer(
         host=settings.health_host,
         port=settings.health_port,
