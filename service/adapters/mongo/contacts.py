@@ -139,11 +139,7 @@ class MongoContactRepository:
             found = await self.read_many(customer_id=customer_id, contact_ids=[i for _, _, i in listed])
             for _, stamp, contact_id in listed:
                 contact = found.get(contact_id)
-                if (
-                    contact is not None
-                    and not contact.is_deleted
-                    and format_timestamp(contact.tm_create) == stamp
-                ):
+                if contact is not None and _listed_as(contact, stamp):
                     page.append(contact)
             if len(keys) < wanted:
                 break
