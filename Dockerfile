@@ -7,17 +7,22 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Dependencies first, read from pyproject.toml alone: this layer is rebuilt when they change, not
-# on every code edit (every dependency ships wheels, so no compiler is needed).
+# Dependencies first, read from the two pyproject.toml files alone: this layer is rebuilt when they
+# change, not on every code edit (every dependency ships wheels, so no compiler is needed). The
+# service's own requirement on contact-service-contracts is left out: that is built from contracts/.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+COPY contracts/pyproject.toml ./contracts/
+RUN python -c "import tomllib; deps = [d for f in ('contracts/pyproject.toml', 'pyproject.toml') for d in tomllib.load(open(f, 'rb'))['project']['dependencies']]; print('\n'.join(d for d in deps if not d.startswith('contact-service-contracts')))" \
         > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt
-# Then the code, installed without touching the dependencies (README.md: pyproject's readme).
+# Then the code, installed without touching the dependencies: the contract's distribution first,
+# then the service that requires it (README.md files: each pyproject's readme).
 COPY README.md ./
 COPY contracts ./contracts
 COPY service ./service
-RUN pip install --no-cache-dir --no-deps . \
+RUN pip install --no-cache-dir --no-deps ./contracts \
+    && pip install --no-cache-dir --no-deps . \
+    && pip check \
     && python -m compileall -q /opt/venv
 
 # --- runtime: the virtualenv alone, run as an unprivileged user ---

@@ -1,23 +1,31 @@
 """A small asyncio client for callers of the contact service (needs aiokafka).
 
-Each client instance owns a reply topic, keeps a table of pending requests by correlation id,
-and resolves them from one background reader, so many concurrent calls share one consumer::
+Each client instance reads its replies from one reply topic, keeps a table of pending requests by
+correlation id, and resolves them from one background reader, so many concurrent calls share one
+consumer::
 
     async with ContactClient("127.0.0.1:9092") as client:
         reply = await client.lookup_phone(customer_id, "+15551234567", timeout=0.5)
+
+The reply topic: by default the client makes its own (``contacts.replies.<random>``, one partition,
+the broker's default replication factor) and deletes it when it stops. Given ``reply_topic``, it
+uses that one (made if missing, with the same settings), reads all its partitions, and leaves it in
+place for the next client: callers that start many short-lived clients, or may not create and
+delete topics, pass one.
 """
 
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import uuid
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError, for_code
 from pydantic import BaseModel
 
 from contracts import headers, topics
@@ -33,6 +41,14 @@ from contracts.replies import (
 from contracts.security import KafkaSecurity
 
 R = TypeVar("R", bound=BaseModel)
+
+log = logging.getLogger(__name__)
+
+BROKER_DEFAULT_REPLICATION: Final = -1
+"""CreateTopics' "use the broker's ``default.replication.factor``" (Kafka 2.4+, KIP-464)."""
+
+REPLY_TOPIC_DELETE_TIMEOUT: Final = 10.0
+"""Seconds ``stop()`` spends at most deleting the client's own reply topic."""
 
 
 class RequestTimeout(TimeoutError):
@@ -55,6 +71,9 @@ class ContactClient:
         }
         self._prefix = topic_prefix
         self.reply_topic = reply_topic or f"{topic_prefix}contacts.replies.{uuid.uuid4().hex[:12]}"
+        self.owns_reply_topic = reply_topic is None
+        """True when this client made its reply topic (and deletes it on ``stop()``)."""
+        self._reply_topic_made = False
         self._client_id = client_id
         self._pending: dict[str, asyncio.Future[bytes]] = {}
         self._producer: AIOKafkaProducer | None = None
@@ -74,50 +93,106 @@ class ContactClient:
         await self.stop()
 
     async def start(self) -> None:
-        await self._ensure_reply_topic()
-        self._producer = AIOKafkaProducer(
-            **self._options,
-            acks="all",
-            enable_idempotence=True,
-            client_id=self._client_id,
-        )
-        await self._producer.start()
-        # No consumer group: this instance alone reads its reply topic, from the end.
-        self._consumer = AIOKafkaConsumer(
-            **self._options,
-            enable_auto_commit=False,
-            client_id=self._client_id,
-            fetch_max_wait_ms=20,
-        )
-        await self._consumer.start()
-        partition = TopicPartition(self.reply_topic, 0)
-        self._consumer.assign([partition])
-        await self._consumer.seek_to_end(partition)
-        await self._consumer.position(partition)
+        try:
+            partitions = await self._ensure_reply_topic()
+            self._producer = AIOKafkaProducer(
+                **self._options,
+                acks="all",
+                enable_idempotence=True,
+                client_id=self._client_id,
+            )
+            await self._producer.start()
+            # No consumer group: this instance reads the reply topic alone (or, on a shared reply
+            # topic, beside other clients that skip what is not theirs), from the end.
+            self._consumer = AIOKafkaConsumer(
+                **self._options,
+                enable_auto_commit=False,
+                client_id=self._client_id,
+                fetch_max_wait_ms=20,
+            )
+            await self._consumer.start()
+            self._consumer.assign(partitions)
+            await self._consumer.seek_to_end(*partitions)
+            for partition in partitions:
+                await self._consumer.position(partition)
+        except BaseException:
+            await self.stop()
+            raise
         self._reader = asyncio.create_task(self._read_replies(), name=f"replies:{self.reply_topic}")
 
     async def stop(self) -> None:
+        """Cancel pending calls, close the Kafka clients and delete the client's own reply topic
+        (a passed ``reply_topic`` is kept). Safe to call twice."""
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
+            self._reader = None
         for future in self._pending.values():
             future.cancel()
         self._pending.clear()
         if self._consumer is not None:
             await self._consumer.stop()
+            self._consumer = None
         if self._producer is not None:
             await self._producer.stop()
+            self._producer = None
+        if self._reply_topic_made:
+            self._reply_topic_made = False
+            await self._delete_reply_topic()
 
-    async def _ensure_reply_topic(self) -> None:
-        admin = AIOKafkaAdminClient(**self._options, client_id=self._client_id)
+    def _admin(self) -> AIOKafkaAdminClient:
+        """An admin client with the same servers and security as the producer and consumer."""
+        return AIOKafkaAdminClient(**self._options, client_id=self._client_id)
+
+    async def _ensure_reply_topic(self) -> list[TopicPartition]:
+        """The reply topic's partitions, after making the topic when it is the client's own or a
+        passed one that does not exist yet."""
+        admin = self._admin()
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(self.reply_topic, 1, 1)])
-        except TopicAlreadyExistsError:
-            pass
+            if not self.owns_reply_topic:
+                # Describe first: a caller that passes its topic may not be allowed to create one.
+                (described,) = await admin.describe_topics([self.reply_topic])
+                if described["error_code"] == 0 and described["partitions"]:
+                    numbers = sorted(p["partition"] for p in described["partitions"])
+                    return [TopicPartition(self.reply_topic, n) for n in numbers]
+                if described["error_code"] != UnknownTopicOrPartitionError.errno:
+                    raise for_code(described["error_code"])(f"describing reply topic {self.reply_topic}")
+            else:
+                self._reply_topic_made = True  # from here on, stop() deletes it
+            # NewTopic refuses -1 without replica assignments; an empty one sends the same request.
+            topic = NewTopic(self.reply_topic, 1, BROKER_DEFAULT_REPLICATION, replica_assignments={})
+            response = await admin.create_topics([topic])
+            for error in response.to_object()["topic_errors"]:
+                if error["error_code"] not in (0, TopicAlreadyExistsError.errno):
+                    raise for_code(error["error_code"])(
+                        f"creating reply topic {self.reply_topic}: {error['error_message']}"
+                    )
         finally:
             await admin.close()
+        return [TopicPartition(self.reply_topic, 0)]
+
+    async def _delete_reply_topic(self) -> None:
+        """Delete the client's own reply topic; a failure is logged, never raised (the topic is
+        then left behind, as it always was before clients cleaned up)."""
+        admin = self._admin()
+        try:
+            async with asyncio.timeout(REPLY_TOPIC_DELETE_TIMEOUT):
+                await admin.start()
+                response = await admin.delete_topics([self.reply_topic])
+            for error in response.to_object()["topic_error_codes"]:
+                if error["error_code"] not in (0, UnknownTopicOrPartitionError.errno):
+                    log.warning(
+                        "reply topic %s not deleted: %s",
+                        self.reply_topic,
+                        for_code(error["error_code"]).message,
+                    )
+        except Exception as exc:
+            log.warning("reply topic %s not deleted: %r", self.reply_topic, exc)
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
 
     async def _read_replies(self) -> None:
         assert self._consumer is not None

@@ -82,7 +82,8 @@ class PhoneNumber(_Wire):
 class Email(_Wire):
     id: str
     address: str
-    """Stored and matched in lowercase."""
+    """Stored and matched in lowercase, normalized by email-validator: the domain in its ASCII
+    (IDNA) form, so ``user@bücher.de`` is stored as ``user@xn--bcher-kva.de``."""
     type: EmailType
     is_primary: bool
     tm_create: Timestamp

@@ -1,14 +1,13 @@
 """Phone and email normalization: the keys lookups match on."""
 
 import functools
-import re
 
 import phonenumbers
+from email_validator import EmailNotValidError, validate_email
 
 from service.domain.errors import InvalidArgument
 
-# Deliberately permissive (RFC 5322 is larger than any regex); rejects what cannot be an address.
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+MAX_EMAIL_LENGTH = 254
 
 
 def normalize_phone(number: str, *, region: str | None, default_region: str, field: str) -> tuple[str, str]:
@@ -40,8 +39,30 @@ def _parse_phone(number: str, hint: str) -> tuple[str, str] | str:
 
 
 def normalize_email(address: str, *, field: str) -> str:
-    """Lowercase the whole address (stored and matched that way) or raise InvalidArgument."""
-    cleaned = address.strip().lower()
-    if len(cleaned) > 254 or not _EMAIL.match(cleaned):
-        raise InvalidArgument(f"not an email address: {address!r}", field=field)
-    return cleaned
+    """The email's key, what it is stored, claimed and matched as, or raise InvalidArgument naming
+    ``field``.
+
+    email-validator decides what an address is (syntax only, no DNS) and normalizes it: the domain
+    in IDNA (punycode) form, lowercase, so ``user@bücher.de`` and ``user@xn--bcher-kva.de`` are one
+    key. Then the whole key is lowercased, as it always was ("stored and matched in lowercase",
+    the vendor's rule): every ASCII address keeps exactly the key the earlier rule (the whole
+    address stripped and lowercased) gave it, so addresses stored before still match.
+    """
+    key, why = _parse_email(address.strip())
+    if key is None:
+        raise InvalidArgument(f"not an email address: {address!r} ({why})", field=field)
+    return key
+
+
+@functools.lru_cache(maxsize=16_384)
+def _parse_email(address: str) -> tuple[str | None, str]:
+    """(key, "") or (None, why ``address`` is no email address). Cached like ``_parse_phone``:
+    lookups by email repeat."""
+    try:
+        valid = validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return None, str(exc)
+    key = f"{valid.local_part}@{valid.ascii_domain}".lower()
+    if len(key) > MAX_EMAIL_LENGTH:
+        return None, f"longer than {MAX_EMAIL_LENGTH} characters"
+    return key, ""

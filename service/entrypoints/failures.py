@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from contracts.commands import COMMAND_ADAPTER
-from contracts.errors import Error, ErrorCode
+from contracts.errors import Error, ErrorCode, field_path
 from contracts.queries import LOOKUP_ADAPTER, QUERY_ADAPTER
 from contracts.sync import SYNC_ADAPTER
 from service.compat import unwrap_argument_error
@@ -68,6 +68,10 @@ def input_error(exc: BaseException) -> Error | None:
     """The error to report for bad input, or None when ``exc`` is not about the input."""
     if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
         return Error(code=ErrorCode.MALFORMED_MESSAGE, message=f"body is not JSON: {exc}")
+    if isinstance(exc, RecursionError):
+        # json.loads (FastStream's decoder) on a body nested ~1000 deep: it fails the same way
+        # every time, so it is bad input, not a failure worth retrying and parking unanswered.
+        return Error(code=ErrorCode.MALFORMED_MESSAGE, message="body is nested too deeply")
     exc = unwrap_argument_error(exc)
     if not isinstance(exc, ValidationError):
         return None
@@ -98,14 +102,6 @@ def gave_up(exc: BaseException) -> Error:
 def retry_delay(attempt: int, backoff_max: float) -> float:
     """Seconds to wait before attempt ``attempt + 1``: doubling from 0.2 s, at most ``backoff_max``."""
     return min(backoff_max, 0.1 * 2.0 ** min(attempt, 10))
-
-
-def field_path(loc: list[int | str]) -> str:
-    """``["contact", "emails", 0, "address"]`` → ``contact.emails[0].address`` (the domain's style)."""
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
-    return path
 
 
 class FailurePolicy:

@@ -132,16 +132,23 @@ def build_contact(
     emails = [
         mapping.new_email(e, field=f"contact.emails[{i}].address") for i, e in enumerate(contact_input.emails)
     ]
-    contact = Contact.create(
-        id=contact_id,
-        customer_id=customer_id,
-        fields=mapping.scalar_fields(contact_input),
-        phone_numbers=phones,
-        emails=emails,
-        tag_ids=contact_input.tag_ids,
-        now=svc.clock.now(),
-        new_id=mapping.DerivedIds(*seed),
-    )
+    try:
+        contact = Contact.create(
+            id=contact_id,
+            customer_id=customer_id,
+            fields=mapping.scalar_fields(contact_input),
+            phone_numbers=phones,
+            emails=emails,
+            tag_ids=contact_input.tag_ids,
+            now=svc.clock.now(),
+            new_id=mapping.DerivedIds(*seed),
+        )
+    except DomainError as exc:
+        # The domain names fields within the contact (``emails[1].address``); the message has
+        # them under ``contact``, like every other field of this command.
+        if exc.field and not exc.field.startswith("contact."):
+            exc.field = f"contact.{exc.field}"
+        raise
     wanted = [
         (Address("phone", p.number_e164), f"contact.phone_numbers[{i}].number") for i, p in enumerate(phones)
     ]

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from contracts import commands as c
-from contracts.errors import Error, ErrorCode
+from contracts.errors import Error, ErrorCode, field_path
 from contracts.models import ContactInput
 from service.domain.errors import AddressAlreadyExists, DomainError
 from service.domain.model import Address, Contact
@@ -28,8 +28,10 @@ Wanted = list[tuple[Address, str]]
 
 
 def validation_error(exc: ValidationError, *, prefix: str) -> Error:
+    """An item's first schema violation, its field named within the item in the one form of every
+    error's field (``contacts[3].phone_numbers[0].type``, as for single commands)."""
     first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
+    loc = field_path(first["loc"])
     return Error(
         code=ErrorCode.INVALID_ARGUMENT,
         message=first["msg"],
@@ -79,12 +81,38 @@ class Built:
     wanted: Wanted
 
 
+def reserved_by(items: list[NewItem], *, svc: Services) -> list[tuple[int, set[Address]]]:
+    """The phone numbers and emails each of ``items`` (valid ones) wants, by position, in order:
+    items applied after the new ones (repeating an external id) still come first for what they
+    want before a later new item wants it."""
+    reserved: list[tuple[int, set[Address]]] = []
+    for item in sorted(items, key=lambda i: i.position):
+        try:
+            wanted = wanted_by(item.contact_input, default_region=svc.default_region)
+        except DomainError:
+            continue  # it fails without claiming anything
+        reserved.append((item.position, {a for a in wanted if a.kind != "external"}))
+    return reserved
+
+
 def build_new(
-    customer_id: str, items: list[NewItem], *, out: ManyOutcome, seen: set[Address], svc: Services
+    customer_id: str,
+    items: list[NewItem],
+    *,
+    out: ManyOutcome,
+    seen: set[Address],
+    svc: Services,
+    reserved: list[tuple[int, set[Address]]] | None = None,
 ) -> list[Built]:
-    """The items as new contacts; an item wanting an address in ``seen`` (or invalid) fails."""
+    """The items as new contacts; an item wanting an address in ``seen`` (or invalid) fails.
+
+    ``reserved``: what items applied later but placed earlier want (``reserved_by``); each is added
+    to ``seen`` (and taken off the list) once an item after its position is built.
+    """
     built: list[Built] = []
     for item in items:
+        while reserved and reserved[0][0] < item.position:
+            seen.update(reserved.pop(0)[1])
         contact_id = mapping.derived_id("contact", customer_id, item.origin.command_id)
         try:
             contact, wanted = build_contact(

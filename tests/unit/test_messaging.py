@@ -5,7 +5,8 @@ from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from pymongo.errors import AutoReconnect, DuplicateKeyError, OperationFailure, ServerSelectionTimeoutError
 
 from contracts import headers as h
-from service.entrypoints.failures import field_path, is_transient
+from contracts.errors import field_path
+from service.entrypoints.failures import is_transient
 from service.entrypoints.replies import reply_address
 
 
