@@ -3,11 +3,12 @@
 import asyncio
 import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aiokafka.errors import KafkaConnectionError
 from faststream import FastStream
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
@@ -16,6 +17,7 @@ from faststream.specification import AsyncAPI
 from opentelemetry import trace
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure
 
 from contracts import topics
 from service import tracing
@@ -249,6 +251,22 @@ def make_health(
     )
 
 
+async def until_answered(what: str, step: Callable[[], Awaitable[None]], *, wait: float) -> None:
+    """``step``, tried again while ``what`` cannot be reached, for up to ``wait`` seconds: a service
+    started with (or during a restart of) its broker or store waits for them instead of exiting."""
+    deadline = asyncio.get_running_loop().time() + wait
+    delay = 0.5
+    while True:
+        try:
+            return await step()
+        except (KafkaConnectionError, ConnectionFailure) as exc:
+            if asyncio.get_running_loop().time() + delay > deadline:
+                raise
+            log.warning("waiting for %s: %s", what, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 @dataclass
 class Lifecycle:
     """Start-up and shutdown, in FastStream's four hooks."""
@@ -265,8 +283,9 @@ class Lifecycle:
 
     async def on_startup(self) -> None:
         await check_kafka_access(self.settings)
-        await ensure_schema(self.db)
-        await ensure_topics(self.settings)
+        wait = self.settings.startup_wait_seconds
+        await until_answered("the store", lambda: ensure_schema(self.db), wait=wait)
+        await until_answered("Kafka", lambda: ensure_topics(self.settings), wait=wait)
         await self.wiring.replier.start()
         await self.wiring.dead_letters.start()
         if self.directory is not None:

@@ -106,6 +106,14 @@ class Settings(BaseSettings):
             "without applying it again). Keep it longer than the command topic's retention."
         ),
     )
+    startup_wait_seconds: float = Field(
+        120.0,
+        ge=0,
+        description=(
+            "How long start-up keeps trying a broker or store that does not answer yet (started "
+            "together, or restarting) before the service gives up and exits."
+        ),
+    )
     health_host: str = Field("127.0.0.1", description="Health/readiness HTTP listener address.")
     health_port: int = Field(
         8080, ge=0, le=65535, description="Health/readiness HTTP port (0: pick a free port)."

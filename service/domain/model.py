@@ -121,11 +121,9 @@ class Contact:
         new_id: IdFactory,
     ) -> "Contact":
         contact = cls(id=id, customer_id=customer_id, source=fields.get("source", "api"), tm_create=now)
-        for name in SCALAR_FIELDS:
-            if name in fields:
-                setattr(contact, name, fields[name])
-        if not contact.display_name:
-            contact.display_name = " ".join(p for p in (contact.first_name, contact.last_name) if p)
+        for name, value in _named(fields).items():
+            if name in SCALAR_FIELDS:
+                setattr(contact, name, value)
         phones, mails = list(phone_numbers), list(emails)
         _at_most_one_primary([p.is_primary for p in phones], "phone_numbers")
         _at_most_one_primary([e.is_primary for e in mails], "emails")
@@ -279,7 +277,7 @@ class Contact:
         """
         _at_most_one_primary([p.is_primary for p in phone_numbers], "phone_numbers")
         _at_most_one_primary([e.is_primary for e in emails], "emails")
-        changed = self.update_fields(fields)
+        changed = self.update_fields(_named(fields) if "display_name" in fields else fields)
         phones, mails = [], []
         phone_ids = _Identities(
             "phone", self.phone_numbers, "phone_numbers[{}].number", now=now, new_id=new_id
@@ -374,3 +372,12 @@ def _already_here(address: Address, field_name: str) -> AddressAlreadyExists:
     return AddressAlreadyExists(
         f"{address.kind} {address.value} is already on this contact", field=field_name
     )
+
+
+def _named(fields: dict[str, str]) -> dict[str, str]:
+    """A full state's fields with its display name, "first last" when it gives none: the same
+    input makes the same contact whether it creates one or replaces one's state."""
+    if fields.get("display_name"):
+        return fields
+    name = " ".join(p for p in (fields.get("first_name", ""), fields.get("last_name", "")) if p)
+    return {**fields, "display_name": name}

@@ -172,6 +172,15 @@ class HeldReleases:
 
     async def _before(self, customer_id: str, addresses: Sequence[Address]) -> None:
         wanted = set(addresses)
+        if self._ahead_done is not None:
+            await self._ahead_done
+        # A claim taken ahead and still unused when another contact wants the address belongs to
+        # an earlier command that ended without it (no such contact, say; a later one of the batch
+        # waits for it): given back first, as one after another would have it.
+        for address in wanted:
+            owner = self.ahead.pop((customer_id, address), None)
+            if owner is not None:
+                self.held.setdefault(customer_id, []).append(release_of(address, owner))
         if any(address in wanted for address, _, _ in self.held.get(customer_id, ())):
             await self.write()
 
@@ -214,11 +223,14 @@ class HeldReleases:
 @dataclass(frozen=True, slots=True)
 class Footprint:
     """The addresses a change may claim, and whether it may give any up: two changes of different
-    contacts may run at once unless the later one claims what the earlier one claims too, or the
-    earlier one may give up an address (the later one might want it)."""
+    contacts may run at once unless the later one claims what the earlier one claims too, or one
+    of them may give up an address the other claims (releases are not known by address): the
+    earlier one must see the address as it was before the later one."""
 
     claims: frozenset[Address]
     releases: bool
 
     def waits_for(self, earlier: "Footprint") -> bool:
-        return bool(self.claims) and (earlier.releases or bool(self.claims & earlier.claims))
+        if self.claims & earlier.claims:
+            return True
+        return (bool(self.claims) and earlier.releases) or (self.releases and bool(earlier.claims))

@@ -9,7 +9,8 @@ Per batch of sync messages:
 3. for the rest (updates, deletes), read what was applied (point reads); anything not newer is
    stale: counted, skipped; the others are applied one by one (compare-and-set on the version);
    an item whose address another contact holds fails alone (ADDRESS_ALREADY_EXISTS);
-4. the events are published, and only then are the applied states written.
+4. the events are published, and only then are the released addresses and the applied states
+   written.
 
 The caller commits the batch's offsets after that. A crash anywhere means redelivery: creates
 find their claims and contacts under derived ids and re-publish the events stored with them,
@@ -29,8 +30,8 @@ from service.domain.model import Address
 from service.service_layer.addresses import HeldReleases
 from service.service_layer.context import Services
 from service.service_layer.items import ItemOrigin, ManyOutcome, NewItem
-from service.service_layer.ports import FREE, JsonDict, SyncState
-from service.service_layer.upsert import create_many, delete_by_id, upsert_each
+from service.service_layer.ports import FREE, JsonDict, StoredContact, SyncState
+from service.service_layer.upsert import Republish, create_many, delete_by_id, upsert_each
 
 CrmChange = CrmContactUpserted | CrmContactDeleted
 """A parsed sync message (``contracts.sync.SyncMessage``): an external contact upserted or deleted."""
@@ -85,7 +86,10 @@ async def apply_sync_batch(
         states += part.states
         existing |= part.existing
 
-    await asyncio.gather(svc.events.publish(events=report.events), held.write())
+    await svc.events.publish(events=report.events)
+    # Releases only once the events are out: a delete redelivered after a failed publish finds its
+    # contact through the external id's claim, which this write gives up.
+    await held.write()
     await svc.sync_states.put_many(states=states, existing=existing)
     report.applied = len(states)
     return report
@@ -135,24 +139,47 @@ async def _apply(newest: list[tuple[int, CrmChange]], *, svc: Services) -> _Part
     keys = [(m.customer_id, m.external_id) for _, m in checks]
     applied = await svc.sync_states.get_many(keys=keys)
     part.existing |= set(applied)
+    republish = unpublished(applied)
     updates: dict[str, list[NewItem]] = defaultdict(list)
     for key, (position, message) in zip(keys, checks, strict=True):
         state = applied.get(key)
         if state is not None and message.order() <= state.order:
             part.stale += 1
         elif isinstance(message, CrmContactDeleted):
-            part.states.append(await _delete(message, state, report=part, svc=svc))
+            part.states.append(await _delete(message, state, report=part, svc=svc, republish=republish))
         else:
             updates[message.customer_id].append(routed[position])
     for customer_id, items in updates.items():
         outcome = ManyOutcome()
-        await upsert_each(customer_id, items, out=outcome, svc=svc)
+        await upsert_each(customer_id, items, out=outcome, svc=svc, republish=republish)
         part.add(outcome, by_position)
     return part
 
 
+def unpublished(applied: dict[Key, SyncState]) -> Republish:
+    """Events of a contact's last change made by a sync message newer than its recorded state: that
+    message was applied by a batch that failed before the state was written, so perhaps before its
+    events went out. Its redelivery may now be stale next to a newer message of the same external
+    contact (only the newest of a batch is applied): those events go out with the newer change."""
+
+    def events(stored: StoredContact) -> list[JsonDict]:
+        last, contact = stored.last_outcome, stored.contact
+        if last is None or not contact.external_id or not last.command_id.startswith("sync:"):
+            return []
+        state = applied.get((contact.customer_id, contact.external_id))
+        order = int(last.command_id.rsplit(":", 1)[1])
+        return last.events if state is None or order > state.order else []
+
+    return events
+
+
 async def _delete(
-    message: CrmContactDeleted, state: SyncState | None, *, report: SyncReport, svc: Services
+    message: CrmContactDeleted,
+    state: SyncState | None,
+    *,
+    report: SyncReport,
+    svc: Services,
+    republish: Republish,
 ) -> SyncState:
     origin = origin_of(message)
     contact_id = state.contact_id if state is not None else ""
@@ -176,6 +203,7 @@ async def _delete(
             contact_id=contact_id,
             item_command_id=origin.command_id,
             svc=svc,
+            republish=republish,
         )
         report.events += events or []
     # Recorded even when there was nothing to delete: an older upsert must not bring it back.

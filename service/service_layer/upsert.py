@@ -5,6 +5,8 @@ the rest are upserted one by one (``upsert_each``), each planned, then written.
 """
 
 import asyncio
+import dataclasses
+from collections.abc import Callable
 
 from service.domain.errors import DomainError
 from service.domain.model import Address
@@ -22,9 +24,10 @@ from service.service_layer.planning import (
     item_footprint,
     plan_delete,
     plan_upsert,
+    reserved_by,
     split_repeats,
 )
-from service.service_layer.ports import JsonDict
+from service.service_layer.ports import JsonDict, StoredContact
 from service.service_layer.writing import write_change, write_deletion, write_new
 
 CHUNK = 250
@@ -54,7 +57,8 @@ async def create_many(
     firsts, repeats = split_repeats(items)
     out = ManyOutcome()
     claimed_before: list[NewItem] = []
-    for part, claimed in await _create_in_chunks(customer_id, firsts, svc=svc):
+    reserved = reserved_by(repeats, svc=svc)
+    for part, claimed in await _create_in_chunks(customer_id, firsts, reserved=reserved, svc=svc):
         out.results |= part.results
         out.events += part.events
         claimed_before += claimed
@@ -62,7 +66,7 @@ async def create_many(
 
 
 async def _create_in_chunks(
-    customer_id: str, items: list[NewItem], *, svc: Services
+    customer_id: str, items: list[NewItem], *, reserved: list[tuple[int, set[Address]]], svc: Services
 ) -> list[tuple[ManyOutcome, list[NewItem]]]:
     """Per chunk, in order: its outcome and the items whose external id was claimed before."""
     seen: set[Address] = set()
@@ -72,7 +76,9 @@ async def _create_in_chunks(
         async with asyncio.TaskGroup() as group:
             for start in range(0, len(items), CHUNK):
                 part = ManyOutcome()
-                built = build_new(customer_id, items[start : start + CHUNK], out=part, seen=seen, svc=svc)
+                built = build_new(
+                    customer_id, items[start : start + CHUNK], out=part, seen=seen, svc=svc, reserved=reserved
+                )
                 writes.append(group.create_task(write_new(customer_id, built, out=part, svc=svc)))
                 parts.append(part)
                 await asyncio.sleep(0)  # that chunk's first write goes out before the next is built
@@ -81,7 +87,23 @@ async def _create_in_chunks(
     return [(part, write.result()) for part, write in zip(parts, writes, strict=True)]
 
 
-async def upsert_each(customer_id: str, items: list[NewItem], *, out: ManyOutcome, svc: Services) -> None:
+Republish = Callable[[StoredContact], list[JsonDict]]
+"""The events of a contact's last change that may not have been published yet (sent again before
+the next change's): the caller knows which are."""
+
+
+def _nothing(_: StoredContact) -> list[JsonDict]:
+    return []
+
+
+async def upsert_each(
+    customer_id: str,
+    items: list[NewItem],
+    *,
+    out: ManyOutcome,
+    svc: Services,
+    republish: Republish = _nothing,
+) -> None:
     """Upsert items in order: update the contact holding the external id, or create.
 
     The contacts holding the items' external ids are read together first. Items then start one
@@ -96,7 +118,8 @@ async def upsert_each(customer_id: str, items: list[NewItem], *, out: ManyOutcom
         before = [task for task, theirs in running if mine.waits_for(theirs)]
         if before:
             await asyncio.wait(before)
-        running.append((asyncio.create_task(_upsert(customer_id, item, holder, svc=svc)), mine))
+        task = asyncio.create_task(_upsert(customer_id, item, holder, svc=svc, republish=republish))
+        running.append((task, mine))
     done = await asyncio.gather(*(task for task, _ in running), return_exceptions=True)
     for item, result in zip(items, done, strict=True):
         if isinstance(result, BaseException):
@@ -106,7 +129,7 @@ async def upsert_each(customer_id: str, items: list[NewItem], *, out: ManyOutcom
 
 
 async def _upsert(
-    customer_id: str, item: NewItem, holder: Holder | None, *, svc: Services
+    customer_id: str, item: NewItem, holder: Holder | None, *, svc: Services, republish: Republish
 ) -> tuple[ItemResult, list[JsonDict]]:
     return await retrying(
         lambda attempt: upsert_by_external_id(
@@ -114,13 +137,19 @@ async def _upsert(
             item=item,
             svc=svc,
             holder=holder if attempt == 0 else None,  # after a lost race, read again
+            republish=republish,
         ),
         gave_up=f"item {item.origin.command_id}",
     )
 
 
 async def upsert_by_external_id(
-    *, customer_id: str, item: NewItem, svc: Services, holder: Holder | None = None
+    *,
+    customer_id: str,
+    item: NewItem,
+    svc: Services,
+    holder: Holder | None = None,
+    republish: Republish = _nothing,
 ) -> tuple[ItemResult, list[JsonDict]]:
     """Create the contact, or make the active contact with its external_id look like it.
 
@@ -133,15 +162,22 @@ async def upsert_by_external_id(
         stored = await svc.contacts.get(customer_id=customer_id, contact_id=new_id)
     if stored is not None and (applied := stored.outcome_of(item.origin.command_id)) is not None:
         return ItemResult.from_json(applied.reply), applied.events
+    earlier = republish(stored) if stored is not None else []
     try:
         change = plan_upsert(item, stored, customer_id=customer_id, svc=svc)
     except DomainError as exc:
-        return failed_item(item, exc), []
-    return await write_change(change, item, customer_id=customer_id, svc=svc)
+        return failed_item(item, exc), earlier
+    return await write_change(change, item, customer_id=customer_id, svc=svc, earlier=earlier)
 
 
 async def delete_by_id(
-    *, origin: Origin, customer_id: str, contact_id: str, item_command_id: str, svc: Services
+    *,
+    origin: Origin,
+    customer_id: str,
+    contact_id: str,
+    item_command_id: str,
+    svc: Services,
+    republish: Republish = _nothing,
 ) -> list[JsonDict] | None:
     """Soft-delete one contact; its events (again, when this item did it before), or None if there
     is no active contact to delete."""
@@ -153,6 +189,10 @@ async def delete_by_id(
         )
         if not isinstance(planned, Deletion):
             return planned
+        if found is not None and (earlier := republish(found)):
+            # Stored with the deletion too: a redelivery of it publishes them again.
+            outcome = dataclasses.replace(planned.outcome, events=[*earlier, *planned.outcome.events])
+            planned = dataclasses.replace(planned, outcome=outcome)
         await write_deletion(planned, customer_id=customer_id, svc=svc)
         return planned.outcome.events
 

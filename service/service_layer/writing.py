@@ -2,6 +2,7 @@
 the outcome a redelivery answers), and releasing the addresses they gave up."""
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import datetime
 
 from service.domain.errors import DomainError
@@ -98,27 +99,35 @@ async def _insert(customer_id: str, ready: list[Built], *, out: ManyOutcome, svc
 
 
 async def write_change(
-    change: Change, item: NewItem, *, customer_id: str, svc: Services
+    change: Change,
+    item: NewItem,
+    *,
+    customer_id: str,
+    svc: Services,
+    earlier: Sequence[JsonDict] = (),
 ) -> tuple[ItemResult, list[JsonDict]]:
     """Claim what ``change`` wants, write it (compare-and-set for an update), release what it gave up.
 
+    ``earlier``: events of the contact's previous change to publish again, first; stored with this
+    change's, so a redelivery of this change publishes them too.
     Raises ConcurrentChange when someone else wrote the contact first.
     """
     contact = change.contact
     try:
         await claim_addresses(change.wanted, customer_id=customer_id, contact_id=contact.id, svc=svc)
     except DomainError as exc:
-        return failed_item(item, exc), []
+        return failed_item(item, exc), list(earlier)
     if change.status == "updated":
         if not change.changed:
-            return ItemResult(item.position, "updated", mapping.contact_json(contact)), []
+            return ItemResult(item.position, "updated", mapping.contact_json(contact)), list(earlier)
         contact.touch(svc.clock.now())
     own = mapping.contact_json(contact)
     result = ItemResult(item.position, change.status, own)
     events = [
+        *earlier,
         created_event(item.origin, contact, own)
         if change.status == "created"
-        else change_event(item.origin, contact, change.changed, own=own)
+        else change_event(item.origin, contact, change.changed, own=own),
     ]
     outcome = Outcome(customer_id, item.origin.command_id, item.origin.type, result.to_json(), events)
     written = (

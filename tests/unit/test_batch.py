@@ -3,7 +3,9 @@ publish and one log write per flush, a contact changed at most once between flus
 failure half-way leaves behind."""
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ from service.domain.model import Address
 from service.service_layer.batch import CommandBatch, Stopped
 from service.service_layer.context import Services
 from service.service_layer.handlers import handle_command
-from service.service_layer.ports import JsonDict, Outcome
+from service.service_layer.ports import Claim, JsonDict, Outcome
 from tests.unit.fakes import (
     FakeAddressBook,
     FakeCommandLog,
@@ -215,6 +217,43 @@ async def test_a_command_claiming_an_address_waits_for_earlier_ones_that_may_giv
     )
     removed, taken = await run_batch(svc, [give_up, take])
     assert removed["ok"] and taken["ok"], taken
+    assert contacts.most == 1
+
+
+class SlowClaims(FakeAddressBook):
+    """The fake address book (its claims shared), claiming in 50 ms."""
+
+    def __init__(self, book: FakeAddressBook) -> None:
+        super().__init__()
+        self.claims = book.claims
+
+    async def claim(
+        self, *, customer_id: str, address: Address, contact_id: str, now: datetime
+    ) -> Claim | None:
+        await asyncio.sleep(0.05)
+        return await super().claim(customer_id=customer_id, address=address, contact_id=contact_id, now=now)
+
+
+async def test_a_command_giving_an_address_up_waits_for_earlier_ones_claiming_one() -> None:
+    """Found by the fault suite: "add P to B" then "remove P from A" in one batch ran at once, so
+    the add could see P already released and succeed, though in order it must fail."""
+    svc, contacts, ids = await seeded(2)
+    svc = dataclasses.replace(svc, addresses=SlowClaims(svc.addresses))  # lands after the release
+    held = contacts.rows[ids[0]][0].phone_numbers[0]
+    take = c.AddPhoneNumber.model_validate(
+        {
+            "command_id": "add",
+            "customer_id": CUST,
+            "contact_id": ids[1],
+            "phone_number": {"number": held.number_e164},
+        }
+    )
+    give_up = c.RemovePhoneNumber(
+        command_id="rm", customer_id=CUST, contact_id=ids[0], phone_number_id=held.id
+    )
+    taken, removed = await run_batch(svc, [take, give_up])
+    assert not taken["ok"] and taken["error"]["code"] == "ADDRESS_ALREADY_EXISTS", taken
+    assert removed["ok"]
     assert contacts.most == 1
 
 

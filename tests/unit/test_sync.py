@@ -206,6 +206,33 @@ async def test_a_failure_in_the_middle_is_redelivered_without_loss_or_double_app
     assert len({e["event_id"] for e in created}) == 2  # a re-published event keeps its id
 
 
+@pytest.mark.parametrize("then", ["update", "delete"])
+async def test_a_change_whose_events_failed_is_announced_when_its_redelivery_is_stale(then: str) -> None:
+    """Found by the fault suite: a batch applied (created) "a" at version 1, then failed to publish.
+    Its redelivery came with a newer message for "a", so only that one was applied: the creation
+    was never announced. Now the events of a change newer than the recorded state go out first, and
+    are stored with the newer change, so they survive its own redelivery."""
+    svc = make_services()
+    svc.events.fail_next = 1
+    with pytest.raises(ConnectionError):
+        await apply_sync_batch(batch(upsert("a", 1, phone="+15551110001")), svc=svc)
+    assert events_of(svc) == []
+    newer = upsert("a", 2, phone="+15551110001", company="New") if then == "update" else delete("a", 2)
+    redelivered = batch(upsert("a", 1, phone="+15551110001"), newer)
+    svc.events.fail_next = 1  # and the batch that applies the newer one fails to publish too
+    with pytest.raises(ConnectionError):
+        await apply_sync_batch(redelivered, svc=svc)
+    report = await apply_sync_batch(redelivered, svc=svc)
+    assert (report.applied, report.stale) == (1, 1)
+    announced = [(e["type"], e["version"]) for e in events_of(svc)]
+    assert announced == [("contact.created", 1), (f"contact.{then}d", 2)]
+    # Once the state is recorded, a later change announces only itself.
+    before = {e["event_id"] for e in events_of(svc)}
+    await apply_sync_batch(batch(upsert("a", 3, phone="+15551110001", company="Newer")), svc=svc)
+    (later,) = events_of(svc)[2:]
+    assert later["event_id"] not in before
+
+
 def test_a_sync_message_needs_an_order() -> None:
     with pytest.raises(ValueError, match="crm_version or crm_updated_at"):
         SYNC_ADAPTER.validate_python(

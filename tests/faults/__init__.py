@@ -1,0 +1,1 @@
+"""The fault suite: mixed load with injected faults, then invariants (``python -m tests.faults``)."""
