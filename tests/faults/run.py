@@ -43,6 +43,8 @@ class Profile:
     instances: int = 3
     partitions: int = 6
     lookup_loops: int = 4
+    min_messages: int = 0
+    """Lookups (and faults) go on until this many messages were sent in all."""
 
     @property
     def planned_messages(self) -> int:
@@ -53,8 +55,9 @@ class Profile:
 PROFILES = {
     "ci": Profile("ci", customers=12, rounds=12, round_size=4, sync_customers=3, sync_externals=30,
                   sync_versions=5, sync_rate=60, faults_each=2, fault_interval=2.0),
-    "full": Profile("full", customers=60, rounds=170, round_size=4, sync_customers=10, sync_externals=150,
-                    sync_versions=14, sync_rate=90, faults_each=20, fault_interval=2.0),
+    "full": Profile("full", customers=40, rounds=150, round_size=4, sync_customers=10, sync_externals=100,
+                    sync_versions=10, sync_rate=40, faults_each=20, fault_interval=6.0, lookup_loops=16,
+                    min_messages=100_000),
 }  # fmt: skip
 
 
@@ -170,7 +173,8 @@ class Faults:
 
     async def inject(self, load_done: asyncio.Event) -> None:
         for kind in itertools.cycle(FAULT_KINDS):
-            if load_done.is_set() and min(self.counts.values()) >= self.each:
+            enough = self.run.counts.messages >= self.run.profile.min_messages
+            if load_done.is_set() and enough and min(self.counts.values()) >= self.each:
                 return
             await asyncio.sleep(self.interval)
             await getattr(self, kind)()
