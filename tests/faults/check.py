@@ -29,6 +29,7 @@ class Violations:
 
 KINDS = [
     "command_without_reply",
+    "customers_diverged",
     "reply_differs_from_fault_free_run",
     "contact_differs_from_fault_free_run",
     "contact_missing",
@@ -182,13 +183,19 @@ def replay_invariant(before: list[JsonDict], after: list[JsonDict], v: Violation
 
 
 def signatures(customers: list[CommandCustomer], reference: list[CommandCustomer], v: Violations) -> None:
+    """Each reply against the fault-free run's. A customer's next commands are chosen from its replies,
+    so after its first divergent reply the runs send it different commands: that first one, per
+    customer, is where to look (``customers_diverged``)."""
     expected = {k: s for c in reference for k, s in c.signatures.items()}
     for customer in customers:
+        first = True
         for command_id, got in customer.signatures.items():
             if expected.get(command_id) != got:
-                v.add(
-                    "reply_differs_from_fault_free_run", f"{command_id}: {got} vs {expected.get(command_id)}"
-                )
+                detail = f"{command_id}: {got} vs {expected.get(command_id)}"
+                v.add("reply_differs_from_fault_free_run", detail)
+                if first:
+                    v.add("customers_diverged", detail)
+                    first = False
 
 
 def plain(value: Any) -> Any:
