@@ -21,7 +21,7 @@ from pydantic.json_schema import models_json_schema
 
 from service import schemas
 from service.bootstrap import build
-from service.catalogue import Message, Topic, catalogue
+from service.catalogue import Direction, Message, Topic, catalogue
 from service.config import Settings
 
 DOCUMENT = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.json"
@@ -80,10 +80,8 @@ class _Schemas:
         self._refs = refs
         self.components: dict[str, Any] = _asyncapi_schema(defs.get("$defs", {}))
 
-    def ref(self, model: type[BaseModel], direction: str) -> dict[str, Any]:
-        found: dict[str, Any] = dict(
-            self._refs[(model, "validation" if direction == "in" else "serialization")]
-        )
+    def ref(self, model: type[BaseModel], direction: Direction) -> dict[str, Any]:
+        found: dict[str, Any] = dict(self._refs[(model, schemas.mode(direction))])
         return found
 
 

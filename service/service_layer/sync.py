@@ -52,6 +52,11 @@ def origin_of(message: CrmChange) -> ItemOrigin:
     return ItemOrigin(f"sync:{message.crm}:{message.external_id}:{message.order()}", message.type)
 
 
+def order_in(command_id: str) -> int | None:
+    """The order of the sync message an ``origin_of`` id names; None for any other command."""
+    return int(command_id.rsplit(":", 1)[1]) if command_id.startswith("sync:") else None
+
+
 def contact_input(message: CrmContactUpserted) -> ContactInput:
     return ContactInput(**message.contact.model_dump(), source=Source.SYNC, external_id=message.external_id)
 
@@ -164,10 +169,10 @@ def unpublished(applied: dict[Key, SyncState]) -> Republish:
 
     def events(stored: StoredContact) -> list[JsonDict]:
         last, contact = stored.last_outcome, stored.contact
-        if last is None or not contact.external_id or not last.command_id.startswith("sync:"):
+        order = None if last is None else order_in(last.command_id)
+        if last is None or order is None or not contact.external_id:
             return []
         state = applied.get((contact.customer_id, contact.external_id))
-        order = int(last.command_id.rsplit(":", 1)[1])
         return last.events if state is None or order > state.order else []
 
     return events
