@@ -119,6 +119,7 @@ def make_broker(settings: Settings, metrics: Metrics) -> KafkaBroker:
         ],
         acks="all",
         enable_idempotence=True,
+        graceful_timeout=settings.shutdown_grace_seconds,
         client_id="contact-service",
         # FastStream's own log lines go through the service's handlers (text or JSON), and its
         # per-message "Received"/"Processed" lines at DEBUG: noise at INFO.

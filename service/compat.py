@@ -8,6 +8,7 @@ import asyncio
 import copy
 import itertools
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
@@ -36,6 +37,7 @@ __all__ = [
     "tolerant_batch_parser",
     "tolerant_parser",
     "unwrap_argument_error",
+    "while_consuming",
 ]
 
 
@@ -83,6 +85,25 @@ def raw_batch_subscriber(router: KafkaRouter, topic: str, **options: Any) -> Bat
     subscriber: BatchSubscriber = router.subscriber(
         topic, batch=True, parser=tolerant_batch_parser, decoder=raw_records, **options
     )
+    return subscriber
+
+
+def while_consuming(
+    subscriber: BatchSubscriber, around: Callable[[], AbstractContextManager[Any]]
+) -> BatchSubscriber:
+    """``subscriber``, inside ``around()`` from taking each polled batch until it is acknowledged.
+
+    Assumes: the consume loop hands a polled batch to ``consume(msg)`` with no await between the
+    poll's return and that call, and ``consume`` returns after the handler and the ack policy (the
+    commit, or the seek back) are done.
+    """
+    consume = subscriber.consume
+
+    async def consuming(msg: Any) -> Any:
+        with around():
+            return await consume(msg)
+
+    subscriber.consume = consuming  # type: ignore[method-assign]
     return subscriber
 
 

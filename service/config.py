@@ -114,6 +114,15 @@ class Settings(BaseSettings):
             "together, or restarting) before the service gives up and exits."
         ),
     )
+    shutdown_grace_seconds: float = Field(
+        25.0,
+        ge=0,
+        description=(
+            "On SIGTERM, how long the batches in hand may run to their commit before they are "
+            "cancelled and the instance leaves its groups (keep it under the orchestrator's grace "
+            "period before SIGKILL)."
+        ),
+    )
     health_host: str = Field("127.0.0.1", description="Health/readiness HTTP listener address.")
     health_port: int = Field(
         8080, ge=0, le=65535, description="Health/readiness HTTP port (0: pick a free port)."

@@ -14,12 +14,18 @@ from pydantic import ValidationError, WithJsonSchema
 from contracts import topics
 from contracts.commands import COMMAND_ADAPTER, ContactCommand
 from service import tracing
-from service.compat import one_record_schema, poll_again_at_once, raw_batch_subscriber, subscriber_consumer
+from service.compat import (
+    one_record_schema,
+    poll_again_at_once,
+    raw_batch_subscriber,
+    subscriber_consumer,
+    while_consuming,
+)
 from service.config import Settings
 from service.entrypoints.dead_letters import DeadLetters, reject
 from service.entrypoints.failures import bad_input, gave_up, input_error, is_transient, retry_delay
 from service.entrypoints.logs import log_context, record_fields
-from service.entrypoints.polling import keep_polling
+from service.entrypoints.polling import BetweenBatches, keep_polling
 from service.entrypoints.replies import REQUEST_FETCH_MAX_WAIT_MS, Replier
 from service.service_layer.batch import CommandBatch, Stopped
 from service.service_layer.context import Services
@@ -140,9 +146,11 @@ class Commands:
 
 
 def build_router(*, settings: Settings, commands: Commands, replier: Replier, router: KafkaRouter) -> None:
+    handover = BetweenBatches(topics.COMMANDS)
     subscriber = raw_batch_subscriber(
         router,
         settings.topic(topics.COMMANDS),
+        listener=handover,
         max_records=settings.command_batch_size,
         group_id=settings.group(topics.COMMANDS),
         fetch_max_wait_ms=REQUEST_FETCH_MAX_WAIT_MS,
@@ -159,6 +167,7 @@ def build_router(*, settings: Settings, commands: Commands, replier: Replier, ro
             "the change is stored and its events are published. Consumed in batches, applied in order."
         ),
     )
+    while_consuming(subscriber, handover.batch)
 
     @poll_again_at_once(subscriber)
     async def on_commands(records: Records) -> None:

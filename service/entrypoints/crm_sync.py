@@ -10,12 +10,12 @@ from pydantic import ValidationError
 from contracts import topics
 from contracts.errors import Error
 from contracts.sync import SYNC_ADAPTER, SyncMessage, SyncResult, sync_key
-from service.compat import KafkaPublisher, raw_batch_subscriber, subscriber_consumer
+from service.compat import KafkaPublisher, raw_batch_subscriber, subscriber_consumer, while_consuming
 from service.config import Settings
 from service.entrypoints.dead_letters import DeadLetters
 from service.entrypoints.failures import bad_input
 from service.entrypoints.metrics import Metrics
-from service.entrypoints.polling import keep_polling
+from service.entrypoints.polling import BetweenBatches, keep_polling
 from service.service_layer.context import Services
 from service.service_layer.sync import apply_sync_batch
 
@@ -29,9 +29,11 @@ def build_router(
     metrics: Metrics,
     router: KafkaRouter,
 ) -> None:
+    handover = BetweenBatches(topics.CRM_SYNC)
     subscriber = raw_batch_subscriber(
         router,
         settings.topic(topics.CRM_SYNC),
+        listener=handover,
         max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
         max_records=settings.sync_batch_size,
         group_id=settings.group(topics.CRM_SYNC),
@@ -47,6 +49,7 @@ def build_router(
             "go to the dead-letter topic. Offsets are committed after the store writes and events."
         ),
     )
+    while_consuming(subscriber, handover.batch)
 
     batches = SyncBatches(
         svc=svc, dead_letters=dead_letters, results=results, metrics=metrics, lanes=settings.sync_lanes

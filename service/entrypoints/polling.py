@@ -1,4 +1,4 @@
-"""Long work keeps its consumer in the group.
+"""Long work keeps its consumer in the group, and its partitions until it is done.
 
 Kafka drops a consumer from its group when it goes ``max_poll_interval_ms`` without polling, and
 hands its partitions to another member, which then processes the same message again. A bulk of
@@ -6,13 +6,21 @@ hands its partitions to another member, which then processes the same message ag
 remedy is to pause the assigned partitions and keep polling while the work goes on: a poll of
 paused partitions returns nothing, moves no position, and counts as a poll. Records fetched
 before the pause are refetched from the unchanged position after it.
+
+aiokafka rebalances in the background, while a batch is still being applied: without a listener
+that waits, the group hands the batch's partition to another member, which applies the same
+records at the same time, and the first member's commit then fails. ``BetweenBatches`` makes a
+rebalance wait for the batch in hand (applied and committed, or sought back), as a poll loop
+that rebalances only inside ``poll`` would.
 """
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 log = logging.getLogger("contact_service.polling")
 
@@ -47,3 +55,38 @@ async def _poll_paused(consumer: Any, *, every: float) -> None:
                 await asyncio.sleep(every)
     finally:
         consumer.resume(*(paused & set(consumer.assignment())))
+
+
+class BetweenBatches(ConsumerRebalanceListener):  # type: ignore[misc]
+    """A rebalance listener that lets partitions go only between batches.
+
+    aiokafka awaits ``on_partitions_revoked`` before it rejoins the group and keeps heartbeating
+    meanwhile; the group waits for the rejoin up to ``max_poll_interval_ms``.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Around the work on one polled batch, up to its acknowledgement."""
+        self._busy += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if not self._busy:
+                self._idle.set()
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if not self._idle.is_set():
+            log.info("%s: rebalance waits for the batch in hand (%d partitions)", self._name, len(revoked))
+            await self._idle.wait()
+            log.info("%s: batch done, partitions handed over", self._name)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        pass

@@ -1,5 +1,6 @@
-"""Long work keeps its consumer in the group: a bulk that takes several times Kafka's max poll
-interval (a slow store) is applied once and answered once, never handed to another consumer."""
+"""Long work keeps its consumer in the group, and its partitions: a bulk that takes several times
+Kafka's max poll interval (a slow store), or that is under way when another instance joins the
+group, is applied once and answered once, never handed to another consumer half done."""
 
 import asyncio
 import dataclasses
@@ -41,11 +42,14 @@ class SlowContacts:
 class CountingLog:
     """The real command log, counting how often each command is looked up (once per delivery)."""
 
-    def __init__(self, inner: CommandLog, lookups: Counter[str]) -> None:
-        self.inner, self.lookups = inner, lookups
+    def __init__(
+        self, inner: CommandLog, lookups: Counter[str], looked_up: asyncio.Event | None = None
+    ) -> None:
+        self.inner, self.lookups, self.looked_up = inner, lookups, looked_up or asyncio.Event()
 
     async def get(self, *, customer_id: str, command_id: str) -> LoggedOutcome | None:
         self.lookups[command_id] += 1
+        self.looked_up.set()
         return await self.inner.get(customer_id=customer_id, command_id=command_id)
 
     def __getattr__(self, name: str) -> Any:
@@ -83,3 +87,61 @@ async def test_a_bulk_taking_several_poll_intervals_is_applied_and_answered_once
     assert took > 2 * POLL_INTERVAL_MS / 1000  # it really outlasted the interval
     assert lookups[bulk.command_id] == 1, "the bulk was delivered again"
     assert lookups[follow_up.command_id] == 1
+
+
+async def test_an_instance_joining_mid_batch_gets_the_partition_only_after_the_batch(
+    endpoints: Endpoints, isolation: tuple[str, str], client: ContactClient
+) -> None:
+    settings = service_settings(endpoints, isolation)
+    lookups, looked_up = Counter[str](), asyncio.Event()
+
+    def adapt(services: Services) -> Services:
+        slow = SlowContacts(services.contacts, delay=1.5)
+        counting = CountingLog(services.log, lookups, looked_up)
+        return dataclasses.replace(services, contacts=slow, log=counting)
+
+    bulk = c.BulkCreateContacts(
+        command_id=cid(), customer_id=CUSTOMER, contacts=[{"first_name": f"Caller {i}"} for i in range(1000)]
+    )
+    async with started(settings, adapt=adapt):
+        answer = asyncio.create_task(client.bulk_create(bulk, timeout=60))
+        await looked_up.wait()  # the first instance is applying it (the only command so far)
+        # A new member makes the group rebalance while the bulk is being written.
+        async with started(settings, adapt=adapt, drop_database=False):
+            reply = await answer
+            follow_up = create_contact(CUSTOMER, first_name="Next")
+            assert (await client.command(follow_up, timeout=30)).ok
+            await asyncio.sleep(3)  # time for a redelivery, had there been one
+
+    assert reply.created == 1000
+    assert lookups[bulk.command_id] == 1, "the bulk was applied again by the member that took it over"
+
+
+async def test_an_instance_stopped_mid_batch_finishes_and_commits_it_first(
+    endpoints: Endpoints, isolation: tuple[str, str], client: ContactClient
+) -> None:
+    settings = service_settings(endpoints, isolation)
+    lookups, looked_up = Counter[str](), asyncio.Event()
+
+    def adapt(services: Services) -> Services:
+        slow = SlowContacts(services.contacts, delay=1.0)
+        counting = CountingLog(services.log, lookups, looked_up)
+        return dataclasses.replace(services, contacts=slow, log=counting)
+
+    bulk = c.BulkCreateContacts(
+        command_id=cid(), customer_id=CUSTOMER, contacts=[{"first_name": f"Caller {i}"} for i in range(1000)]
+    )
+    async with started(settings, adapt=adapt, drop_database=False):
+        answer = asyncio.create_task(client.bulk_create(bulk, timeout=60))
+        await looked_up.wait()
+        t0 = asyncio.get_running_loop().time()
+    took = asyncio.get_running_loop().time() - t0
+    # Stopped (SIGTERM's path) while the bulk was being written; the next instance starts after.
+    async with started(settings, adapt=adapt):
+        reply = await answer
+        follow_up = create_contact(CUSTOMER, first_name="Next")
+        assert (await client.command(follow_up, timeout=30)).ok
+
+    assert reply.created == 1000
+    print("LOOKUPS", lookups, took)
+    assert lookups[bulk.command_id] == 1, "the bulk was cut short and delivered again"

@@ -2,7 +2,9 @@
 after a library upgrade, a failure here names the assumption that no longer holds."""
 
 import asyncio
+import contextlib
 import inspect
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -139,3 +141,30 @@ async def test_uvicorn_serves_without_taking_the_process_signals() -> None:
     server.should_exit = True
     await loop
     await server.shutdown()
+
+
+async def test_the_consume_loop_hands_each_batch_to_consume_which_while_consuming_wraps() -> None:
+    # No await between the poll's return and consume: a rebalance cannot slip in between.
+    loop_source = inspect.getsource(BatchSubscriber._run_consume_loop)
+    assert "msg = await self.get_msg(consumer)" in loop_source
+    assert "await self.consume_one(msg)" in loop_source
+    assert "await self.consume(msg)" in inspect.getsource(BatchSubscriber.consume_one)
+
+    subscriber = KafkaRouter().subscriber("t", batch=True, group_id="g")
+    seen: list[str] = []
+
+    async def consume(msg: Any) -> str:
+        seen.append(f"consume {msg}")
+        return "done"
+
+    subscriber.consume = consume  # type: ignore[method-assign]
+
+    @contextlib.contextmanager
+    def around() -> Iterator[None]:
+        seen.append("enter")
+        yield
+        seen.append("exit")
+
+    compat.while_consuming(subscriber, around)
+    await subscriber.consume_one(("batch",))
+    assert seen == ["enter", "consume ('batch',)", "exit"]
