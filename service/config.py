@@ -89,6 +89,14 @@ class Settings(BaseSettings):
             "longer keeps polling with its partitions paused, so it never loses its group membership."
         ),
     )
+    kafka_rebalance_timeout_ms: int = Field(
+        300_000,
+        ge=1_000,
+        description=(
+            "How long a rebalance of the command and CRM sync groups waits for a member to finish "
+            "the batch in hand and commit it, before the group drops that member."
+        ),
+    )
     sync_batch_size: int = Field(
         500, ge=1, le=10000, description="CRM sync messages consumed and written per batch."
     )

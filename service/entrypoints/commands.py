@@ -155,6 +155,7 @@ def build_router(*, settings: Settings, commands: Commands, replier: Replier, ro
         group_id=settings.group(topics.COMMANDS),
         fetch_max_wait_ms=REQUEST_FETCH_MAX_WAIT_MS,
         max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
+        rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         no_reply=True,

@@ -35,6 +35,7 @@ def build_router(
         settings.topic(topics.CRM_SYNC),
         listener=handover,
         max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
+        rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
         max_records=settings.sync_batch_size,
         group_id=settings.group(topics.CRM_SYNC),
         auto_offset_reset="earliest",

@@ -61,7 +61,9 @@ class BetweenBatches(ConsumerRebalanceListener):  # type: ignore[misc]
     """A rebalance listener that lets partitions go only between batches.
 
     aiokafka awaits ``on_partitions_revoked`` before it rejoins the group and keeps heartbeating
-    meanwhile; the group waits for the rejoin up to ``max_poll_interval_ms``.
+    meanwhile; the group waits for the rejoin up to the consumer's ``rebalance_timeout_ms``
+    (``KAFKA_REBALANCE_TIMEOUT_MS``; aiokafka's default, the session timeout of 10 s, is shorter
+    than a large batch). A member that took longer would be dropped and its batch applied again.
     """
 
     def __init__(self, name: str) -> None:

@@ -42,10 +42,8 @@ class SlowContacts:
 class CountingLog:
     """The real command log, counting how often each command is looked up (once per delivery)."""
 
-    def __init__(
-        self, inner: CommandLog, lookups: Counter[str], looked_up: asyncio.Event | None = None
-    ) -> None:
-        self.inner, self.lookups, self.looked_up = inner, lookups, looked_up or asyncio.Event()
+    def __init__(self, inner: CommandLog, lookups: Counter[str], looked_up: asyncio.Event) -> None:
+        self.inner, self.lookups, self.looked_up = inner, lookups, looked_up
 
     async def get(self, *, customer_id: str, command_id: str) -> LoggedOutcome | None:
         self.lookups[command_id] += 1
@@ -56,26 +54,38 @@ class CountingLog:
         return getattr(self.inner, name)
 
 
+class Watched:
+    """Instances whose store writes bulks slowly and whose command log counts lookups, all shared:
+    a command applied again by any of them counts twice."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay, self.lookups, self.looked_up = delay, Counter[str](), asyncio.Event()
+
+    def adapt(self, services: Services) -> Services:
+        slow = SlowContacts(services.contacts, delay=self.delay)
+        counting = CountingLog(services.log, self.lookups, self.looked_up)
+        return dataclasses.replace(services, contacts=slow, log=counting)
+
+
+def thousand_callers() -> c.BulkCreateContacts:
+    return c.BulkCreateContacts(
+        command_id=cid(), customer_id=CUSTOMER, contacts=[{"first_name": f"Caller {i}"} for i in range(1000)]
+    )
+
+
 async def test_a_bulk_taking_several_poll_intervals_is_applied_and_answered_once(
     endpoints: Endpoints, isolation: tuple[str, str], client: ContactClient
 ) -> None:
     settings = service_settings(endpoints, isolation).model_copy(
         update={"kafka_max_poll_interval_ms": POLL_INTERVAL_MS}
     )
-    lookups = Counter[str]()  # shared by both instances: a redelivery to either one counts
-
-    def adapt(services: Services) -> Services:
-        slow = SlowContacts(services.contacts, delay=1.5)  # 4 chunks of 250: 6 s, 3 intervals
-        counting = CountingLog(services.log, lookups)
-        return dataclasses.replace(services, contacts=slow, log=counting)
-
+    watched = Watched(delay=1.5)  # 4 chunks of 250: 6 s, 3 intervals
     # Two instances in one group: one that left the group would hand its partition to the other.
-    async with started(settings, adapt=adapt), started(settings, adapt=adapt, drop_database=False):
-        bulk = c.BulkCreateContacts(
-            command_id=cid(),
-            customer_id=CUSTOMER,
-            contacts=[{"first_name": f"Caller {i}"} for i in range(1000)],
-        )
+    async with (
+        started(settings, adapt=watched.adapt),
+        started(settings, adapt=watched.adapt, drop_database=False),
+    ):
+        bulk = thousand_callers()
         started_at = asyncio.get_running_loop().time()
         reply = await client.bulk_create(bulk, timeout=60)
         took = asyncio.get_running_loop().time() - started_at
@@ -85,63 +95,41 @@ async def test_a_bulk_taking_several_poll_intervals_is_applied_and_answered_once
 
     assert reply.created == 1000
     assert took > 2 * POLL_INTERVAL_MS / 1000  # it really outlasted the interval
-    assert lookups[bulk.command_id] == 1, "the bulk was delivered again"
-    assert lookups[follow_up.command_id] == 1
+    assert watched.lookups[bulk.command_id] == 1, "the bulk was delivered again"
+    assert watched.lookups[follow_up.command_id] == 1
 
 
 async def test_an_instance_joining_mid_batch_gets_the_partition_only_after_the_batch(
     endpoints: Endpoints, isolation: tuple[str, str], client: ContactClient
 ) -> None:
-    settings = service_settings(endpoints, isolation)
-    lookups, looked_up = Counter[str](), asyncio.Event()
-
-    def adapt(services: Services) -> Services:
-        slow = SlowContacts(services.contacts, delay=1.5)
-        counting = CountingLog(services.log, lookups, looked_up)
-        return dataclasses.replace(services, contacts=slow, log=counting)
-
-    bulk = c.BulkCreateContacts(
-        command_id=cid(), customer_id=CUSTOMER, contacts=[{"first_name": f"Caller {i}"} for i in range(1000)]
-    )
-    async with started(settings, adapt=adapt):
+    # 4 chunks of 3 s: longer than aiokafka's default rebalance timeout (the session timeout, 10 s).
+    settings, watched, bulk = service_settings(endpoints, isolation), Watched(delay=3.0), thousand_callers()
+    async with started(settings, adapt=watched.adapt):
         answer = asyncio.create_task(client.bulk_create(bulk, timeout=60))
-        await looked_up.wait()  # the first instance is applying it (the only command so far)
+        await watched.looked_up.wait()  # the first instance is applying it (the only command so far)
         # A new member makes the group rebalance while the bulk is being written.
-        async with started(settings, adapt=adapt, drop_database=False):
+        async with started(settings, adapt=watched.adapt, drop_database=False):
             reply = await answer
             follow_up = create_contact(CUSTOMER, first_name="Next")
             assert (await client.command(follow_up, timeout=30)).ok
             await asyncio.sleep(3)  # time for a redelivery, had there been one
 
     assert reply.created == 1000
-    assert lookups[bulk.command_id] == 1, "the bulk was applied again by the member that took it over"
+    assert watched.lookups[bulk.command_id] == 1, "the bulk was applied again by the member that took it over"
 
 
 async def test_an_instance_stopped_mid_batch_finishes_and_commits_it_first(
     endpoints: Endpoints, isolation: tuple[str, str], client: ContactClient
 ) -> None:
-    settings = service_settings(endpoints, isolation)
-    lookups, looked_up = Counter[str](), asyncio.Event()
-
-    def adapt(services: Services) -> Services:
-        slow = SlowContacts(services.contacts, delay=1.0)
-        counting = CountingLog(services.log, lookups, looked_up)
-        return dataclasses.replace(services, contacts=slow, log=counting)
-
-    bulk = c.BulkCreateContacts(
-        command_id=cid(), customer_id=CUSTOMER, contacts=[{"first_name": f"Caller {i}"} for i in range(1000)]
-    )
-    async with started(settings, adapt=adapt, drop_database=False):
+    settings, watched, bulk = service_settings(endpoints, isolation), Watched(delay=1.0), thousand_callers()
+    async with started(settings, adapt=watched.adapt, drop_database=False):
         answer = asyncio.create_task(client.bulk_create(bulk, timeout=60))
-        await looked_up.wait()
-        t0 = asyncio.get_running_loop().time()
-    took = asyncio.get_running_loop().time() - t0
+        await watched.looked_up.wait()
     # Stopped (SIGTERM's path) while the bulk was being written; the next instance starts after.
-    async with started(settings, adapt=adapt):
+    async with started(settings, adapt=watched.adapt):
         reply = await answer
         follow_up = create_contact(CUSTOMER, first_name="Next")
         assert (await client.command(follow_up, timeout=30)).ok
 
     assert reply.created == 1000
-    print("LOOKUPS", lookups, took)
-    assert lookups[bulk.command_id] == 1, "the bulk was cut short and delivered again"
+    assert watched.lookups[bulk.command_id] == 1, "the bulk was cut short and delivered again"
