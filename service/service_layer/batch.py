@@ -12,6 +12,11 @@ A contact is changed at most once between flushes: a second change to it flushes
 changed twice before its log entries were written, a crash in between would leave it holding the
 second command's outcome only, and a redelivery would apply the first command again.
 
+Likewise a command refused for an address (taken, say) leaves no trace but its log entry: a later
+command of the batch that waited for it, and may change what it saw (giving the address up),
+flushes first. Otherwise a crash before the flush would leave the address free, and the
+redelivered command would succeed where it had failed.
+
 Commands of one batch change different contacts, so their writes may overlap: a command starts
 while earlier ones are still writing, unless it claims an address (a phone number, an email, an
 external id) that an earlier one in flight claims too, or an earlier one in flight may give an
@@ -217,12 +222,14 @@ class CommandBatch:
             self.failed |= task.exception() is not None
             await self.flush()
             return task
-        self._touched.add(target)
         mine = footprint(command, default_region=self._svc.default_region)
         before = [task for task, theirs in self._in_flight if mine.waits_for(theirs)]
         if before:
             await asyncio.wait(before)
+            if any(_refused(task) for task in before):
+                await self.flush()
         self._stop_after_a_failure()
+        self._touched.add(target)
         task = asyncio.create_task(handle_command(command, svc=self._buffered))
         self._in_flight.append((task, mine))
         return task
@@ -254,6 +261,11 @@ class CommandBatch:
             await self._svc.log.record_many(outcomes=to_record, published=True)
         for customer_id, command_id in to_mark:
             await self._svc.log.mark_published(customer_id=customer_id, command_id=command_id)
+
+
+def _refused(task: "asyncio.Task[JsonDict]") -> bool:
+    """The command was answered with an error (its reply is all that records it)."""
+    return not task.exception() and task.result().get("ok") is False
 
 
 def _background(read: Coroutine[Any, Any, T]) -> "asyncio.Task[T]":

@@ -257,6 +257,41 @@ async def test_a_command_giving_an_address_up_waits_for_earlier_ones_claiming_on
     assert contacts.most == 1
 
 
+async def test_a_refusal_is_logged_before_a_later_command_changes_what_it_saw() -> None:
+    """A crash after "remove P from A" but before the batch's log write must not let a
+    redelivered "add P to B" (refused: P was A's) succeed."""
+    svc, calls = recording_services()
+    owner, other = [await handle_command(create(n, f"+1555123000{n}"), svc=svc) for n in (0, 1)]
+    held = owner["result"]["phone_numbers"][0]
+    take = c.AddPhoneNumber.model_validate(
+        {
+            "command_id": "add",
+            "customer_id": CUST,
+            "contact_id": other["result"]["id"],
+            "phone_number": {"number": held["number_e164"]},
+        }
+    )
+    give_up = c.RemovePhoneNumber(
+        command_id="rm", customer_id=CUST, contact_id=owner["result"]["id"], phone_number_id=held["id"]
+    )
+    calls.calls.clear()
+    batch = CommandBatch(svc)
+    batch.prefetch([take, give_up])
+    refused = await batch.apply(take)
+    assert refused["error"]["code"] == "ADDRESS_ALREADY_EXISTS", refused
+    await batch.apply(give_up)
+    assert calls.calls == ["log add", "replace rm"]  # the refusal is durable before the removal
+    svc.events.fail_next = 1  # then the broker goes away at the flush
+    with pytest.raises(ConnectionError):
+        await batch.flush()
+    # Redelivery of the batch: the same answers, and P belongs to nobody.
+    again, removed = await run_batch(svc, [take, give_up])
+    assert again == refused and removed["ok"], again
+    assert [p.number_e164 for p in svc.contacts.rows[other["result"]["id"]][0].phone_numbers] == [
+        "+15551230001"
+    ]
+
+
 class BrokenRow(SlowContacts):
     """One contact's row cannot be read (a bug, not an outage)."""
 
