@@ -354,9 +354,10 @@ class ContactMachine(RuleBasedStateMachine):
         entry.id = listed[-1].id
 
     def pick_entry(self, m: MContact | None, kind: str, data: st.DataObject) -> str:
-        """An entry id of ``m`` (or of another contact, or none at all) to aim a change at."""
-        everywhere: list[str] = [e.id for x in self.model.values() for e in getattr(x, kind)]
-        mine: list[str] = [e.id for e in getattr(m, kind)] if m is not None else []
+        """An entry id of ``m`` (or of another contact, or none at all) to aim a change at; not one
+        added in the batch under way, whose id is not known yet ("?")."""
+        everywhere: list[str] = [e.id for x in self.model.values() for e in getattr(x, kind) if e.id != "?"]
+        mine: list[str] = [e.id for e in getattr(m, kind) if e.id != "?"] if m is not None else []
         use_mine: bool = data.draw(st.booleans())
         if mine and use_mine:
             return data.draw(st.sampled_from(mine))
