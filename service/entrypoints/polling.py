@@ -68,21 +68,18 @@ class BetweenBatches(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def __init__(self, name: str) -> None:
         self._name = name
-        self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """Around the work on one polled batch, up to its acknowledgement."""
-        self._busy += 1
+        """Around the work on one polled batch, up to its acknowledgement (one at a time: a
+        subscriber's consume loop takes its next batch only after that)."""
         self._idle.clear()
         try:
             yield
         finally:
-            self._busy -= 1
-            if not self._busy:
-                self._idle.set()
+            self._idle.set()
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if not self._idle.is_set():
